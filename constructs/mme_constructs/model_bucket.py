@@ -1,0 +1,116 @@
+"""The S3 bucket that holds the TorchServe model archives a multi-model endpoint loads."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+class ModelBucket(Construct):
+    """Encrypted, TLS-only, versioned bucket for model archives, with access logs.
+
+    * SSE-KMS with a customer-managed key (rotation on) and S3 bucket keys (fewer KMS
+      calls when SageMaker loads many archives).
+    * A bucket policy that denies any request not made over TLS 1.2+.
+    * Block Public Access on, object ownership enforced (no ACLs).
+    * Versioning, so an overwritten archive can be recovered; noncurrent versions
+      expire after ``noncurrent_version_expiration``.
+    * Incomplete multipart uploads (the packager streams archives in parts) are
+      aborted after ``abort_incomplete_multipart_upload_after``.
+    * Server access logs go to a separate bucket (SSE-S3: S3 log delivery cannot
+      write SSE-KMS objects), itself TLS-only and private, expiring logs after
+      ``access_log_retention``.
+
+    Attributes: ``bucket``, ``encryption_key``, ``access_log_bucket``,
+    ``model_prefix`` (always ends with ``/``) and ``model_data_url``
+    (``s3://<bucket>/<prefix>``, the ``ModelDataUrl`` of a multi-model endpoint).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        model_prefix: str = "models/",
+        encryption_key: kms.IKey | None = None,
+        noncurrent_version_expiration: Duration = Duration.days(30),
+        abort_incomplete_multipart_upload_after: Duration = Duration.days(1),
+        access_log_retention: Duration = Duration.days(365),
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        prefix = model_prefix.strip("/")
+        if not prefix or any(c in prefix for c in "*?\\ "):
+            raise ValueError(f"model_prefix must be a plain S3 key prefix like 'models/', got {model_prefix!r}")
+        self.model_prefix = prefix + "/"
+
+        self.encryption_key = encryption_key or kms.Key(
+            self,
+            "Key",
+            description="Encrypts the multi-model endpoint's model archives",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+
+        self.access_log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=access_log_retention,
+                    abort_incomplete_multipart_upload_after=abort_incomplete_multipart_upload_after,
+                )
+            ],
+            removal_policy=removal_policy,
+        )
+        Validations.of(self.access_log_bucket).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the server-access-log destination of the model bucket; logging the "
+                "log bucket into itself would loop and another log bucket would only move the finding.",
+            )
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.encryption_key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            server_access_logs_bucket=self.access_log_bucket,
+            server_access_logs_prefix="model-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart-uploads",
+                    abort_incomplete_multipart_upload_after=abort_incomplete_multipart_upload_after,
+                ),
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=noncurrent_version_expiration,
+                ),
+            ],
+            removal_policy=removal_policy,
+        )
+
+    @property
+    def model_data_url(self) -> str:
+        """``s3://<bucket>/<prefix>``: the ``ModelDataUrl`` of a multi-model endpoint."""
+        return f"s3://{self.bucket.bucket_name}/{self.model_prefix}"
+
+    def model_prefix_arn(self) -> str:
+        """ARN pattern of every object under the model prefix (``<bucket arn>/<prefix>*``)."""
+        return self.bucket.arn_for_objects(f"{self.model_prefix}*")

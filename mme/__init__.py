@@ -1,0 +1,1 @@
+"""Client library, CLI and local tools for the image-editing multi-model endpoint."""

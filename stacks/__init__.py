@@ -1,0 +1,1 @@
+"""Deployable stacks that compose the ``mme_constructs`` library."""
