@@ -1,0 +1,104 @@
+"""Context validation: every bad value stops synth with one line naming the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stacks.settings import Settings, SettingsError, settings_from_context
+
+from conftest import REPO_ROOT
+
+
+def parse(**context):
+    return settings_from_context(context.get)
+
+
+def test_defaults_are_the_documented_ones():
+    s = parse()
+    assert s == Settings()
+    assert s.instance_type == "ml.g5.2xlarge"
+    assert s.enabled_models == ("sam", "lama", "sd")
+    assert s.endpoint_name == "image-editing-mme"
+    assert s.network_isolation is True
+
+
+def test_values_from_cli_strings_are_parsed():
+    s = parse(
+        instanceType="ml.g6.12xlarge",
+        initialInstanceCount="2",
+        minInstanceCount="1",
+        maxInstanceCount="4",
+        enabledModels="sam,lama",
+        networkIsolation="false",
+        vpcSubnetIds='["subnet-0123456789abcdef0"]',
+        vpcSecurityGroupIds="sg-0123456789abcdef0",
+        gpuUtilizationTarget="55.5",
+    )
+    assert s.instance_type == "ml.g6.12xlarge"
+    assert (s.initial_instance_count, s.min_instance_count, s.max_instance_count) == (2, 1, 4)
+    assert s.enabled_models == ("sam", "lama")
+    assert s.network_isolation is False
+    assert s.vpc_subnet_ids == ("subnet-0123456789abcdef0",)
+    assert s.vpc_security_group_ids == ("sg-0123456789abcdef0",)
+    assert s.gpu_utilization_target == 55.5
+
+
+@pytest.mark.parametrize(
+    ("context", "key", "fragment"),
+    [
+        ({"instanceType": "ml.m5.xlarge"}, "instanceType", "not a GPU instance type"),
+        ({"instanceType": "ml.g5.3xlarge"}, "instanceType", "not a GPU instance type"),
+        ({"minInstanceCount": 3, "maxInstanceCount": 2, "initialInstanceCount": 3}, "maxInstanceCount", "below"),
+        ({"initialInstanceCount": -1}, "initialInstanceCount", ">= 1"),
+        ({"minInstanceCount": 0}, "minInstanceCount", ">= 1"),
+        ({"maxInstanceCount": "many"}, "maxInstanceCount", "whole number"),
+        ({"initialInstanceCount": 5}, "initialInstanceCount", "between"),
+        ({"enabledModels": ["sam", "dalle"]}, "enabledModels", "unknown model 'dalle'"),
+        ({"enabledModels": []}, "enabledModels", "at least one"),
+        ({"enabledModels": ["sam", "sam"]}, "enabledModels", "duplicate"),
+        ({"gpuUtilizationTarget": 150}, "gpuUtilizationTarget", "(0, 100]"),
+        ({"invocationsPerInstanceTarget": 0}, "invocationsPerInstanceTarget", "must be in"),
+        ({"scaleInCooldownSeconds": 10, "scaleOutCooldownSeconds": 60}, "scaleInCooldownSeconds", "slower"),
+        ({"scaleOutCooldownSeconds": -5}, "scaleOutCooldownSeconds", ">= 0"),
+        ({"endpointNamePrefix": "bad_name!"}, "endpointNamePrefix", "letters, digits"),
+        ({"vpcSubnetIds": ["subnet-0123456789abcdef0"]}, "vpcSecurityGroupIds", "required"),
+        ({"vpcSubnetIds": ["vpc-123"], "vpcSecurityGroupIds": ["sg-0123456789abcdef0"]}, "vpcSubnetIds", "subnet-"),
+        ({"networkIsolation": "maybe"}, "networkIsolation", "true or false"),
+        ({"modelPrefix": "models/*"}, "modelPrefix", "plain S3 key prefix"),
+    ],
+)
+def test_invalid_context_names_the_key(context, key, fragment):
+    with pytest.raises(SettingsError) as info:
+        parse(**context)
+    message = str(info.value)
+    assert message.startswith(f"context {key}:")
+    assert fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"instanceType": "ml.c5.xlarge"}, "error: context instanceType: 'ml.c5.xlarge' is not a GPU instance type"),
+        ({"minInstanceCount": "4", "initialInstanceCount": "4"}, "error: context maxInstanceCount: 2 is below"),
+        ({"enabledModels": "sam,gpt"}, "error: context enabledModels: unknown model 'gpt'"),
+    ],
+)
+def test_app_exits_with_one_line_not_a_stack_trace(context, expected, tmp_path):
+    # `cdk synth -c key=value` hands the values to the app in CDK_CONTEXT_JSON, as strings.
+    proc = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(expected), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
