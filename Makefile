@@ -15,6 +15,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CDK := $(CURDIR)/node_modules/.bin/cdk
 CDK_FLAGS := --no-notices --no-version-reporting
 PYTEST_ARGS ?=
+# Extra context for synth/diff/deploy, e.g. CONTEXT="-c instanceType=ml.g6.2xlarge"
+CONTEXT ?=
 
 .PHONY: all synth test deploy diff destroy setup setup-dev clean
 
@@ -41,19 +43,19 @@ setup: $(VENV)/.synth-deps node_modules/.package-lock.json
 setup-dev: setup $(VENV)/.dev-deps
 
 synth: setup
-	$(CDK) synth $(CDK_FLAGS) --quiet
+	$(CDK) synth $(CDK_FLAGS) --quiet $(CONTEXT)
 	@echo "CloudFormation templates:"; ls -1 $(CURDIR)/cdk.out/*.template.json
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 diff: setup
-	$(CDK) diff $(CDK_FLAGS)
+	$(CDK) diff $(CDK_FLAGS) $(CONTEXT)
 
 # Needs AWS credentials, a bootstrapped account (cdk bootstrap) and a Docker engine logged in to
 # the base image's ECR registry (see README "Deploy").
 deploy: setup
-	$(CDK) deploy $(CDK_FLAGS) --all --require-approval broadening
+	$(CDK) deploy $(CDK_FLAGS) --all --require-approval broadening $(CONTEXT)
 
 destroy: setup
 	$(CDK) destroy $(CDK_FLAGS) --all
