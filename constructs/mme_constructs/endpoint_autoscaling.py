@@ -70,7 +70,7 @@ class EndpointAutoscaling(Construct):
             self.scalable_target.node.add_dependency(depends_on)
 
         def policy(cid: str, name: str, config) -> appscaling.CfnScalingPolicy:
-            p = appscaling.CfnScalingPolicy(
+            return appscaling.CfnScalingPolicy(
                 self,
                 cid,
                 policy_name=name,
@@ -78,7 +78,6 @@ class EndpointAutoscaling(Construct):
                 scaling_target_id=self.scalable_target.ref,
                 target_tracking_scaling_policy_configuration=config,
             )
-            return p
 
         cooldowns = dict(
             scale_in_cooldown=int(scale_in_cooldown.to_seconds()),

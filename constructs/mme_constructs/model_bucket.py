@@ -45,6 +45,9 @@ class ModelBucket(Construct):
         if not prefix or any(c in prefix for c in "*?\\ "):
             raise ValueError(f"model_prefix must be a plain S3 key prefix like 'models/', got {model_prefix!r}")
         self.model_prefix = prefix + "/"
+        # Grant S3 log delivery through the log bucket's policy, never through an ACL, whatever
+        # feature flags the surrounding app sets (ACLs are disabled on both buckets).
+        self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
 
         self.encryption_key = encryption_key or kms.Key(
             self,

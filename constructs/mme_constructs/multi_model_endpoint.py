@@ -15,8 +15,8 @@ from constructs import Construct
 from mme_constructs.instance_types import gpu_instance_type, supports_volume_kms_key
 from mme_constructs.serving_image import ServingImage
 
-_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_VARIANT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# SageMaker's pattern for endpoint and variant names
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 class MultiModelEndpoint(Construct):
@@ -65,9 +65,9 @@ class MultiModelEndpoint(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         gpu = gpu_instance_type(instance_type)
-        if not _ENDPOINT_NAME.match(endpoint_name):
+        if not _SAGEMAKER_NAME.match(endpoint_name):
             raise ValueError(f"endpoint_name {endpoint_name!r}: 1-63 letters, digits and hyphens")
-        if not _VARIANT_NAME.match(variant_name):
+        if not _SAGEMAKER_NAME.match(variant_name):
             raise ValueError(f"variant_name {variant_name!r}: 1-63 letters, digits and hyphens")
         if initial_instance_count < 1:
             raise ValueError(f"initial_instance_count must be >= 1, got {initial_instance_count}")
