@@ -1,0 +1,368 @@
+"""A local TorchServe (0.12) lifecycle helper: start, ping, register, call, unregister, stop.
+
+Used by the handler tests and by ``mme local``. One :class:`LocalServer` owns a private working
+directory holding the model store, logs, ``config.properties``, the ``key_file.json`` TorchServe
+writes (token auth stays ON, as TorchServe 0.12 defaults) and a private temp dir. Everything it
+starts runs in its own process session, so :meth:`LocalServer.stop` can make sure no process is
+left behind without touching anybody else's. Several instances can run side by side: ports are
+free ports on 127.0.0.1 and the pid file, Java temp dir and worker sockets live in the private
+temp dir (TorchServe's defaults, ``/tmp/.model_server.pid`` and ``/tmp/.ts.sock.9000``, would
+collide).
+
+Standard library only (urllib for HTTP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+STATE_FILE = "local_server.json"
+
+
+class LocalServerError(RuntimeError):
+    """TorchServe failed to start/stop or a management call failed (message includes the reason)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_members(pgid: int) -> list[int] | None:
+    """Live (non-zombie) pids of a process group from /proc; None where /proc is unavailable."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a non-zombie process of the group exists (zombies wait for their parent to reap them)."""
+    members = _group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalServer:
+    """One TorchServe process tree on 127.0.0.1 with a private working directory.
+
+    ``workdir``: where the store/logs/keys go (a new temp dir when None; removed by
+    :meth:`stop` only if this object created it). ``config``: extra ``config.properties``
+    entries (e.g. ``{"max_request_size": 20000000}``). ``torchserve``: the launcher script
+    (default: the one next to this Python). Use as a context manager or call :meth:`start` /
+    :meth:`stop`.
+    """
+
+    def __init__(self, workdir: str | os.PathLike | None = None, *, config: dict | None = None,
+                 torchserve: str | None = None, start_timeout: float = 120.0, host: str = "127.0.0.1"):
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mme-torchserve-")).resolve()
+        self.host = host
+        self.extra_config = dict(config or {})
+        self.torchserve = torchserve or self._default_launcher()
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.pgid: int | None = None
+        self.ports: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ paths / urls
+    @property
+    def model_store(self) -> Path:
+        """Directory TorchServe registers models from."""
+        return self.workdir / "model_store"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Private TMPDIR/TEMP (pid file, Java temp dir, worker sockets)."""
+        return self.workdir / "tmp"
+
+    @property
+    def log_dir(self) -> Path:
+        """TorchServe's logs (ts_log.log, model_log.log, ...)."""
+        return self.workdir / "logs"
+
+    @property
+    def inference_url(self) -> str:
+        """Base URL of the inference API."""
+        return f"http://{self.host}:{self.ports['inference']}"
+
+    @property
+    def management_url(self) -> str:
+        """Base URL of the management API."""
+        return f"http://{self.host}:{self.ports['management']}"
+
+    @staticmethod
+    def _default_launcher() -> str:
+        candidate = Path(sys.executable).with_name("torchserve")
+        return str(candidate) if candidate.exists() else (shutil.which("torchserve") or "torchserve")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LocalServer":
+        """Start TorchServe and wait until it answers ``/ping`` and has written its key file."""
+        if self.process is not None:
+            return self
+        for d in (self.workdir, self.model_store, self.tmp_dir, self.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "key_file.json").unlink(missing_ok=True)
+        self.ports = {name: free_port(self.host) for name in
+                      ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
+        props = {
+            "inference_address": f"http://{self.host}:{self.ports['inference']}",
+            "management_address": f"http://{self.host}:{self.ports['management']}",
+            "metrics_address": f"http://{self.host}:{self.ports['metrics']}",
+            "grpc_inference_address": self.host,
+            "grpc_management_address": self.host,
+            "grpc_inference_port": self.ports["grpc_inference"],
+            "grpc_management_port": self.ports["grpc_management"],
+            "model_store": str(self.model_store),
+            "disable_system_metrics": "true",
+            "default_workers_per_model": 1,
+        }
+        props.update(self.extra_config)
+        config_path = self.workdir / "config.properties"
+        config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        env = dict(os.environ)
+        env.update({"TMPDIR": str(self.tmp_dir), "TEMP": str(self.tmp_dir),
+                    "LOG_LOCATION": str(self.log_dir), "METRICS_LOCATION": str(self.log_dir)})
+        env.pop("TS_CONFIG_FILE", None)
+        cmd = [self.torchserve, "--start", "--foreground", "--ncs", "--enable-model-api",
+               "--model-store", str(self.model_store), "--ts-config", str(config_path)]
+        stdout = open(self.log_dir / "torchserve.out", "ab")
+        try:
+            self.process = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=stdout,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        finally:
+            stdout.close()
+        self.pgid = self.process.pid
+        self._write_state()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise LocalServerError(f"torchserve exited with code {self.process.returncode}; "
+                                       f"see {self.log_dir / 'torchserve.out'}: {self._log_tail()}")
+            try:
+                if (self.workdir / "key_file.json").exists():  # written before the APIs listen
+                    status, _, _ = self.call("inference", "GET", "/ping", timeout=2)
+                    if status == 200:
+                        return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise LocalServerError(f"torchserve did not answer /ping within {self.start_timeout:.0f}s: {self._log_tail()}")
+
+    def _log_tail(self, n: int = 2000) -> str:
+        try:
+            return (self.log_dir / "torchserve.out").read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def _java_pid(self) -> int | None:
+        try:
+            return int((self.tmp_dir / ".model_server.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _write_state(self) -> None:
+        state = {"pgid": self.pgid, "ports": self.ports, "host": self.host, "launcher_pid": self.pgid}
+        (self.workdir / STATE_FILE).write_text(json.dumps(state))
+
+    @classmethod
+    def attach(cls, workdir: str | os.PathLike) -> "LocalServer":
+        """Re-open a server started by another process from its working directory (for ``stop``/calls)."""
+        server = cls(workdir)
+        state = json.loads((server.workdir / STATE_FILE).read_text())
+        server.pgid, server.ports, server.host = state["pgid"], state["ports"], state["host"]
+        return server
+
+    def is_running(self) -> bool:
+        """True while any process of this server's session is alive."""
+        return self.pgid is not None and _group_alive(self.pgid)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop TorchServe (SIGTERM to the Java frontend, which stops its workers), then make sure no
+        process of this session is left (SIGTERM, then SIGKILL to the session's process group)."""
+        if self.pgid is None:
+            return
+        java = self._java_pid()
+        if java is not None and _alive(java):
+            try:
+                os.kill(java, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._session_alive():
+            time.sleep(0.1)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self._session_alive():
+                break
+            try:
+                os.killpg(self.pgid, sig)
+            except ProcessLookupError:
+                break
+            end = time.monotonic() + 5
+            while time.monotonic() < end and self._session_alive():
+                time.sleep(0.1)
+        if self._session_alive():
+            raise LocalServerError(f"processes of torchserve session {self.pgid} are still alive")
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        self.process = None
+        self.pgid = None
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _session_alive(self) -> bool:
+        if self.process is not None and self.process.poll() is None:
+            return True
+        return self.pgid is not None and _group_alive(self.pgid)
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ HTTP
+    def keys(self) -> dict:
+        """The current API keys from ``key_file.json``: ``{"management": ..., "inference": ...}``."""
+        data = json.loads((self.workdir / "key_file.json").read_text())
+        return {api: data[api]["key"] for api in ("management", "inference") if api in data}
+
+    def _http(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+              timeout: float = 60.0) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers or {}), err.read()
+
+    def call(self, api: str, method: str, path: str, body: bytes | None = None,
+             content_type: str | None = None, timeout: float = 120.0) -> tuple[int, dict, bytes]:
+        """One authenticated request to the ``inference`` or ``management`` API.
+
+        Returns ``(status, headers, body)``; HTTP errors are returned, not raised.
+        """
+        base = self.inference_url if api == "inference" else self.management_url
+        headers = {"Authorization": f"Bearer {self.keys()[api]}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        return self._http(method, base + path, body, headers, timeout)
+
+    def predict(self, model_name: str, payload: dict | bytes, timeout: float = 120.0) -> tuple[int, bytes]:
+        """POST a JSON request to ``/predictions/<model>``; returns ``(status, body)``."""
+        body = payload if isinstance(payload, (bytes, bytearray)) else json.dumps(payload).encode()
+        status, _, data = self.call("inference", "POST", f"/predictions/{urllib.parse.quote(model_name)}",
+                                    bytes(body), "application/json", timeout)
+        return status, data
+
+    def register(self, archive: str | os.PathLike, model_name: str, initial_workers: int = 1,
+                 timeout: float = 600.0) -> dict:
+        """Register a model synchronously, as SageMaker MME loads a model on first use.
+
+        ``archive``: a ``.tar.gz`` holding the no-archive model dir at its root (the project's
+        artifact), a model directory, or a ``.mar``. A ``.tar.gz`` is unpacked into the model store
+        and the directory is registered, which is what SageMaker MME does with the S3 object
+        (TorchServe 0.12 registers a ``.tar.gz`` URL itself only when the files sit under one
+        top-level folder).
+        """
+        archive = Path(archive).resolve()
+        name = archive.name
+        if archive.is_dir() or name.endswith((".tar.gz", ".tgz")):
+            stem = name[:-7] if name.endswith(".tar.gz") else (name[:-4] if name.endswith(".tgz") else name)
+            target = self.model_store / stem
+            if target != archive:
+                shutil.rmtree(target, ignore_errors=True)
+                if archive.is_dir():
+                    shutil.copytree(archive, target)
+                else:
+                    target.mkdir(parents=True)
+                    with tarfile.open(archive, "r:gz") as tar:
+                        tar.extractall(target, filter="data")
+        else:
+            target = self.model_store / name
+            if target != archive:
+                target.unlink(missing_ok=True)
+                try:
+                    os.link(archive, target)
+                except OSError:
+                    shutil.copy2(archive, target)
+        query = urllib.parse.urlencode({"url": target.name, "model_name": model_name,
+                                        "initial_workers": initial_workers, "synchronous": "true"})
+        status, _, body = self.call("management", "POST", f"/models?{query}", timeout=timeout)
+        if status != 200:
+            raise LocalServerError(f"register {model_name} failed: HTTP {status} {body[:500]!r}")
+        return json.loads(body or b"{}")
+
+    def unregister(self, model_name: str, timeout: float = 120.0) -> None:
+        """Unregister a model (its workers stop)."""
+        status, _, body = self.call("management", "DELETE", f"/models/{urllib.parse.quote(model_name)}",
+                                    timeout=timeout)
+        if status != 200:
+            raise LocalServerError(f"unregister {model_name} failed: HTTP {status} {body[:500]!r}")
+
+    def models(self) -> list[str]:
+        """Names of the registered models."""
+        status, _, body = self.call("management", "GET", "/models")
+        if status != 200:
+            raise LocalServerError(f"list models failed: HTTP {status} {body[:500]!r}")
+        return [m["modelName"] for m in json.loads(body).get("models", [])]
+
+    def describe(self, model_name: str) -> list:
+        """The management API's description of a model (workers, status, ...)."""
+        status, _, body = self.call("management", "GET", f"/models/{urllib.parse.quote(model_name)}")
+        if status != 200:
+            raise LocalServerError(f"describe {model_name} failed: HTTP {status} {body[:500]!r}")
+        return json.loads(body)

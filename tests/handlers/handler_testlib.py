@@ -1,0 +1,160 @@
+"""Helpers for the handler tests (importable as ``handler_testlib``; fixtures live in conftest.py).
+
+Handlers are driven directly with a real ``ts.context.Context`` (plus ``RequestProcessor``s, as
+TorchServe's worker builds them) and end to end on a real TorchServe started by
+``mme.local_server``.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCES = REPO / "model_sources"
+for p in (REPO, SOURCES / "common"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from ts.context import Context, RequestProcessor  # noqa: E402
+
+from mme.tiny import build as build_tiny  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------- images
+def png_bytes(image, fmt: str = "PNG", **save_kwargs) -> bytes:
+    """Encode an array/PIL image (default PNG)."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save_kwargs)
+    return buf.getvalue()
+
+def b64_png(image, fmt: str = "PNG", **save_kwargs) -> str:
+    """Base64 string of an encoded image (what clients send)."""
+    return base64.b64encode(png_bytes(image, fmt, **save_kwargs)).decode()
+
+def decode_b64_png(data: str) -> np.ndarray:
+    """Decode a response's base64 PNG into an array (checks it really is a PNG)."""
+    raw = base64.b64decode(data, validate=True)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "response image is not a PNG"
+    with Image.open(io.BytesIO(raw)) as img:
+        return np.asarray(img.copy())
+
+def sample_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A deterministic RGB test picture: smooth gradients plus a bright square 'object'."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.stack([(xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)),
+                    ((xx + yy) * 127 // max(width + height - 2, 1))], axis=-1).astype(np.uint8)
+    img = np.clip(img.astype(int) + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    img[height // 4: height // 2, width // 4: width // 2] = (250, 240, 30)
+    return img
+
+sample_image.__test__ = False  # not a test function
+
+# ---------------------------------------------------------------------------------------------- contexts
+def load_handler_class(name: str):
+    """Import ``model_sources/<name>/handler.py`` under a unique module name and return the one
+    class TorchServe would pick (the only class defined in the module)."""
+    import inspect
+
+    src = SOURCES / name
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    mod_name = f"{name}_handler_under_test"
+    module = sys.modules.get(mod_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(mod_name, src / "handler.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
+    assert len(classes) == 1, f"TorchServe needs exactly one class in handler.py, found {classes}"
+    return classes[0]
+
+def model_config(name: str, **handler_overrides) -> dict:
+    """The shipped model-config.yaml of a model, with optional ``handler:`` overrides."""
+    cfg = yaml.safe_load((SOURCES / name / "model-config.yaml").read_text())
+    cfg.setdefault("handler", {}).update(handler_overrides)
+    return cfg
+
+def make_context(model_dir, yaml_config: dict, model_name: str = "test", batch_size: int = 4) -> Context:
+    """A real TorchServe ``Context`` as the worker builds it for a model directory."""
+    manifest = {"model": {"modelName": model_name, "handler": "handler.py", "modelVersion": "1.0",
+                          "configFile": "model-config.yaml"}, "runtime": "python"}
+    return Context(model_name, str(model_dir), manifest, batch_size, None, "0.12.0",
+                   model_yaml_config=yaml_config)
+
+def run_batch(handler, ctx: Context, bodies: list, as_bytes: bool = True) -> list[tuple[int, dict]]:
+    """Send one batch through ``handler.handle`` the way TorchServe does (rows with ``body``:
+    bytearray for non-JSON content types, or an already decoded dict); returns (status, json)
+    per request, the status taken from the context's per-request response status."""
+    rows = []
+    for body in bodies:
+        if isinstance(body, (bytes, bytearray, str)):
+            payload = bytearray(body.encode() if isinstance(body, str) else body)
+        elif as_bytes:
+            payload = bytearray(json.dumps(body).encode())
+        else:
+            payload = body
+        rows.append({"body": payload})
+    ctx.request_processor = [RequestProcessor({}) for _ in rows]
+    ctx.request_ids = {i: f"req-{i}" for i in range(len(rows))}
+    out = handler.handle(rows, ctx)
+    assert isinstance(out, list) and len(out) == len(rows)
+    results = []
+    for i, item in enumerate(out):
+        status = ctx.get_response_status(i)[0]
+        assert ctx.get_response_content_type(i) == "application/json"
+        results.append((status, json.loads(item)))
+    return results
+
+def model_dir_with(tmp: Path, name: str, weights: Path) -> Path:
+    """A model directory like the unpacked archive (weights/ + model-config.yaml) for direct tests."""
+    d = tmp / f"{name}-model"
+    shutil.copytree(weights, d / "weights", dirs_exist_ok=True)
+    shutil.copy2(SOURCES / name / "model-config.yaml", d / "model-config.yaml")
+    return d
+
+# ---------------------------------------------------------------------------------------------- packaging
+def package_model(name: str, weights_dir: Path, out_dir: Path) -> Path:
+    """Build ``<out_dir>/<name>.tar.gz``: the TorchServe no-archive model dir (handler.py, the
+    model's other sources, model_sources/common/*, model-config.yaml, weights/, MAR-INF) at the
+    archive root.
+
+    The ONE place the tests package models: it uses torch-model-archiver until the project's
+    packager (issue 3) lands; then swap the body for the packager's local entry point.
+    """
+    src = SOURCES / name
+    stage = out_dir / f"{name}-stage"
+    extra = stage / "extra"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(SOURCES / "common", extra, ignore=ignore)
+    for f in src.iterdir():  # model-specific modules next to handler.py (e.g. lama/big_lama.py)
+        if f.suffix == ".py" and f.name != "handler.py":
+            shutil.copy2(f, extra / f.name)
+    shutil.copytree(weights_dir, extra / "weights", ignore=ignore)
+    export = stage / "export"
+    export.mkdir()
+    archiver = Path(sys.executable).with_name("torch-model-archiver")
+    subprocess.run([str(archiver), "--model-name", name, "--version", "1.0",
+                    "--handler", str(src / "handler.py"), "--config-file", str(src / "model-config.yaml"),
+                    "--extra-files", str(extra), "--export-path", str(export), "--archive-format", "no-archive"],
+                   check=True, capture_output=True)
+    model_dir = export / name
+    archive = out_dir / f"{name}.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    shutil.rmtree(stage)
+    return archive
