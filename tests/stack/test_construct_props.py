@@ -85,3 +85,18 @@ def test_instance_catalog_kms_rule():
             assert t.instance_storage and not supports_volume_kms_key(name), name
     assert gpu_instance_type("ml.g5.12xlarge").gpu_count == 4
     assert gpu_instance_type("ml.g5.2xlarge").total_gpu_memory_gib == 24
+
+
+def test_packager_side_imports_do_not_start_the_cdk_runtime():
+    """`mme package` / the Lambda import mme_constructs.* without aws-cdk-lib (no Node start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mme_constructs, mme_constructs.instance_types\n"
+        "assert 'aws_cdk' not in sys.modules and 'jsii' not in sys.modules, sorted(sys.modules)\n"
+        "from mme_constructs import ModelBucket\n"
+        "assert 'aws_cdk' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
