@@ -9,6 +9,7 @@ from constructs import Construct
 
 from mme_constructs import EndpointAutoscaling, ModelBucket, MultiModelEndpoint, ServingImage
 from mme_constructs.instance_types import gpu_instance_type
+from mme_constructs.model_artifact import ModelArtifact
 from mme_constructs.serving_image import DEFAULT_BASE_IMAGE
 from stacks.settings import Settings
 
@@ -20,7 +21,7 @@ class ImageEditingStack(Stack):
 
     ``settings`` comes from ``stacks.settings.settings_from_context``; the stack itself
     reads no context.  Outputs: ``EndpointName``, ``VariantName``, ``ModelBucketName``,
-    ``ModelPrefix`` (and one ``TargetModel`` output per packaged model).
+    ``ModelPrefix`` and ``TargetModel<Name>`` per enabled model (``TargetModelSam``, ...).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
@@ -63,10 +64,20 @@ class ImageEditingStack(Stack):
             depends_on=self.endpoint.endpoint,
         )
 
-        # Model artifacts (one packaging custom resource per enabled model) are added by
-        # _add_model_artifacts once the packager lands; the endpoint already loads any
-        # archive under the model prefix.
-        self.model_artifacts: dict = {}
+        # One packaging custom resource per enabled model: it streams the model source and
+        # its weights into <prefix><name>-<digest>.tar.gz, the endpoint's TargetModel.
+        self.model_artifacts: dict[str, ModelArtifact] = {
+            name: ModelArtifact.from_model_sources(
+                self,
+                f"{name.capitalize()}Artifact",
+                model_sources_dir=REPO_ROOT / "model_sources",
+                model_name=name,
+                bucket=self.model_bucket.bucket,
+                encryption_key=self.model_bucket.encryption_key,
+                model_prefix=self.model_bucket.model_prefix,
+            )
+            for name in settings.enabled_models
+        }
 
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name,
                   description="SageMaker endpoint to invoke")
@@ -75,3 +86,6 @@ class ImageEditingStack(Stack):
                   description="Bucket holding the model archives")
         CfnOutput(self, "ModelPrefix", value=self.model_bucket.model_prefix,
                   description="Key prefix of the archives (the endpoint's ModelDataUrl)")
+        for name, artifact in self.model_artifacts.items():
+            CfnOutput(self, f"TargetModel{name.capitalize()}", value=artifact.target_model,
+                      description=f"TargetModel of {name}")

@@ -7,6 +7,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from mme_constructs._cfn import normalize_prefix
+
 
 class ModelBucket(Construct):
     """Encrypted, TLS-only, versioned bucket for model archives, with access logs.
@@ -41,10 +43,7 @@ class ModelBucket(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        prefix = model_prefix.strip("/")
-        if not prefix or any(c in prefix for c in "*?\\ "):
-            raise ValueError(f"model_prefix must be a plain S3 key prefix like 'models/', got {model_prefix!r}")
-        self.model_prefix = prefix + "/"
+        self.model_prefix = normalize_prefix(model_prefix)
         # Grant S3 log delivery through the log bucket's policy, never through an ACL, whatever
         # feature flags the surrounding app sets (ACLs are disabled on both buckets).
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnResource, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from mme_constructs._cfn import logical_id, normalize_prefix
 from mme_constructs.instance_types import gpu_instance_type, supports_volume_kms_key
 from mme_constructs.serving_image import ServingImage
 
@@ -73,7 +74,7 @@ class MultiModelEndpoint(Construct):
             raise ValueError(f"initial_instance_count must be >= 1, got {initial_instance_count}")
         if bool(subnet_ids) != bool(security_group_ids):
             raise ValueError("subnet_ids and security_group_ids go together: give both or neither")
-        prefix = model_prefix.strip("/") + "/"
+        prefix = normalize_prefix(model_prefix)
 
         self.instance_type = gpu.name
         self.endpoint_name = endpoint_name
@@ -136,7 +137,7 @@ class MultiModelEndpoint(Construct):
 
         Validations.of(policy).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_ref(bucket)}.Arn>/{prefix}*]",
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]",
                 reason="A multi-model endpoint loads any archive under its ModelDataUrl prefix on demand; "
                 "the wildcard is limited to that prefix of the one model bucket.",
             ),
@@ -233,11 +234,3 @@ class MultiModelEndpoint(Construct):
             endpoint_name=endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
-
-
-def _logical_ref(bucket: s3.IBucket) -> str:
-    """Logical id of the bucket as cdk-nag prints it in a finding (``<LogicalId.Arn>``)."""
-    cfn = bucket.node.default_child
-    if isinstance(cfn, CfnResource):
-        return Stack.of(bucket).resolve(cfn.logical_id)
-    raise ValueError("bucket must be defined in this app (an imported bucket has no logical id)")

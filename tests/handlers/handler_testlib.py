@@ -12,9 +12,7 @@ import importlib.util
 import io
 import json
 import shutil
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -128,33 +126,16 @@ def model_dir_with(tmp: Path, name: str, weights: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------- packaging
 def package_model(name: str, weights_dir: Path, out_dir: Path) -> Path:
-    """Build ``<out_dir>/<name>.tar.gz``: the TorchServe no-archive model dir (handler.py, the
-    model's other sources, model_sources/common/*, model-config.yaml, weights/, MAR-INF) at the
-    archive root.
-
-    The ONE place the tests package models: it uses torch-model-archiver until the project's
-    packager (issue 3) lands; then swap the body for the packager's local entry point.
+    """Build ``<out_dir>/<name>.tar.gz`` with the project's packager (the code path of the
+    custom-resource Lambda and ``mme package``): the TorchServe no-archive model dir (handler.py,
+    the model's other sources, model_sources/common/*, model-config.yaml, weights/, MAR-INF) at
+    the archive root. The ONE place the tests package models.
     """
-    src = SOURCES / name
-    stage = out_dir / f"{name}-stage"
-    extra = stage / "extra"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(SOURCES / "common", extra, ignore=ignore)
-    for f in src.iterdir():  # model-specific modules next to handler.py (e.g. lama/big_lama.py)
-        if f.suffix == ".py" and f.name != "handler.py":
-            shutil.copy2(f, extra / f.name)
-    shutil.copytree(weights_dir, extra / "weights", ignore=ignore)
-    export = stage / "export"
-    export.mkdir()
-    archiver = Path(sys.executable).with_name("torch-model-archiver")
-    subprocess.run([str(archiver), "--model-name", name, "--version", "1.0",
-                    "--handler", str(src / "handler.py"), "--config-file", str(src / "model-config.yaml"),
-                    "--extra-files", str(extra), "--export-path", str(export), "--archive-format", "no-archive"],
-                   check=True, capture_output=True)
-    model_dir = export / name
+    from mme_constructs.packager.core import LocalDestination, package
+    from mme_constructs.packager.specs import parse_spec
+
+    result = package(name, [SOURCES / name, SOURCES / "common"],
+                     parse_spec({"kind": "local", "path": str(weights_dir)}), LocalDestination(out_dir))
     archive = out_dir / f"{name}.tar.gz"
-    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
-        for path in sorted(model_dir.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    shutil.rmtree(stage)
+    Path(result.location).replace(archive)
     return archive

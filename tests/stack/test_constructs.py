@@ -288,3 +288,42 @@ def test_outputs(default_stack):
     assert outputs["VariantName"]["Value"] == "AllTraffic"
     assert outputs["ModelPrefix"]["Value"] == "models/"
     t.has_output("EndpointName", {"Value": Match.object_like({"Fn::GetAtt": Match.any_value()})})
+
+
+# --- Model artifacts -----------------------------------------------------------------------
+
+
+def artifacts(template):
+    return template.find_resources("Custom::ModelArtifact")
+
+
+def test_one_artifact_per_enabled_model_with_its_target_model_output(default_stack):
+    _, _, t = default_stack
+    found = artifacts(t)
+    names = sorted(r["Properties"]["ModelName"] for r in found.values())
+    assert names == ["lama", "sam", "sd"]
+    outputs = t.find_outputs("*")
+    for name in names:
+        out = outputs[f"TargetModel{name.capitalize()}"]
+        (logical_id,) = [k for k, r in found.items() if r["Properties"]["ModelName"] == name]
+        assert out["Value"] == {"Fn::GetAtt": [logical_id, "TargetModel"]}
+        assert out["Description"] == f"TargetModel of {name}"
+    # one shared packager function for all models
+    functions = [f for f in resources(t, "AWS::Lambda::Function").values()
+                 if "packager" in json.dumps(f["Properties"].get("Handler", ""))]
+    assert len(functions) == 1
+
+
+def test_enabled_models_select_the_artifacts(synth_stack):
+    _, _, t = synth_stack(enabledModels=["sam"])
+    assert [r["Properties"]["ModelName"] for r in artifacts(t).values()] == ["sam"]
+    outputs = t.find_outputs("*")
+    assert "TargetModelSam" in outputs and "TargetModelSd" not in outputs
+
+
+def test_artifacts_write_under_the_endpoints_model_prefix(synth_stack):
+    _, _, t = synth_stack(modelPrefix="archives/v2/")
+    for r in artifacts(t).values():
+        assert r["Properties"]["Prefix"] == "archives/v2/"
+    model = only(t, "AWS::SageMaker::Model")["Properties"]
+    assert model["PrimaryContainer"]["ModelDataUrl"]["Fn::Join"][1][-1] == "/archives/v2/"

@@ -1,0 +1,332 @@
+"""``ModelArtifact``: a custom resource that packages one TorchServe model into the model bucket.
+
+Each ``ModelArtifact`` is a ``Custom::ModelArtifact`` resource served by one shared
+:class:`ModelArtifactProvider` per stack (a ``custom_resources.Provider`` whose onEvent Lambda is
+the packager in ``mme_constructs/packager``). Inputs are the model source folders (CDK zip
+assets of ``model_sources/<name>`` and ``model_sources/common``, merged at the archive root) and
+a weights spec; outputs are the archive's ``TargetModel`` name, sha256 and size.
+
+Typical use in a stack::
+
+    artifact = ModelArtifact.from_model_sources(
+        self, "SamArtifact", model_sources_dir=REPO_ROOT / "model_sources", model_name="sam",
+        bucket=model_bucket.bucket, encryption_key=model_bucket.encryption_key,
+        model_prefix=model_bucket.model_prefix)
+    CfnOutput(self, "SamTargetModel", value=artifact.target_model)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from mme_constructs._cfn import logical_id, normalize_prefix
+from mme_constructs.packager import PACKAGER_FORMAT
+from mme_constructs.packager.core import MODEL_NAME
+from mme_constructs.packager.errors import SpecError
+from mme_constructs.packager.sources import SOURCE_EXCLUDE_GLOBS
+from mme_constructs.packager.specs import WeightsSpec, load_spec_file, parse_spec
+
+PACKAGER_DIR = Path(__file__).resolve().parent / "packager"
+
+PACKAGER_RUNTIME = lambda_.Runtime.PYTHON_3_14
+"""The newest Python runtime aws-cdk-lib 2.275 knows; the packager also runs on 3.11-3.13."""
+PACKAGER_MEMORY_MB = 3008
+"""Lambda CPU scales with memory (1 vCPU at 1769 MB): ~1.7 vCPU lets the two sha256 passes
+(weights check, archive digest), the network reads and 4 concurrent part uploads overlap.
+3008 MB is also the largest size every account may use (new accounts' quota). The packager
+itself needs ~100 MB plus (4 in flight + 1) x 16 MiB parts."""
+PACKAGER_TIMEOUT = Duration.minutes(14)
+"""Under the Provider framework's own 15-minute function timeout, so the framework always
+outlives the packager and reports its result; the packager stops itself earlier still
+(remaining time minus a safety margin)."""
+PACKAGER_EPHEMERAL_STORAGE_MIB = 512
+"""The default: the packager streams, /tmp is not used (the source zips are read in memory)."""
+SERVICE_TIMEOUT = Duration.minutes(20)
+"""CloudFormation's wait for a response (default one hour): a lost response fails the
+resource after 20 minutes (framework 15 min + margin) instead of hanging the stack."""
+
+
+class ModelArtifactProvider(Construct):
+    """The packager Lambda + the Provider framework, shared by every ``ModelArtifact`` of a stack.
+
+    Get it with :meth:`of` (found or created at the stack's root, id ``ModelArtifactProvider``).
+    IAM is least privilege and grows with each model (:meth:`grant_model`):
+
+    * its log group only (``logs:CreateLogStream``, ``logs:PutLogEvents``);
+    * ``s3:GetObject`` on each model's source asset objects (exact keys, not the asset bucket);
+    * object actions on ``<bucket>/<prefix><name>-*.tar.gz`` for each model name: PutObject
+      (incl. multipart upload parts), GetObject (HEAD), DeleteObject, AbortMultipartUpload,
+      ListMultipartUploadParts, Put/GetObjectTagging;
+    * ``s3:ListBucket`` on the bucket only for those key prefixes (``s3:prefix`` condition),
+      ``s3:ListBucketMultipartUploads`` on the bucket (to clean up orphaned uploads);
+    * ``kms:GenerateDataKey`` + ``kms:Decrypt`` on the bucket key (SSE-KMS multipart uploads);
+    * ``secretsmanager:GetSecretValue`` on a spec's token secret, read access to a spec's staged
+      S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``), only when a spec names them.
+
+    Attributes: ``function`` (the packager), ``role``, ``policy``, ``provider``,
+    ``service_token``, ``bucket``, ``model_prefix``.
+    """
+
+    CONSTRUCT_ID = "ModelArtifactProvider"
+
+    @classmethod
+    def of(cls, scope: Construct, *, bucket: s3.IBucket, encryption_key: kms.IKey,
+           model_prefix: str = "models/") -> "ModelArtifactProvider":
+        """The stack's provider, created on first use; every caller must name the same bucket/prefix."""
+        stack = Stack.of(scope)
+        existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
+        prefix = normalize_prefix(model_prefix)
+        if existing is None:
+            return cls(stack, cls.CONSTRUCT_ID, bucket=bucket, encryption_key=encryption_key, model_prefix=prefix)
+        if not isinstance(existing, ModelArtifactProvider):
+            raise ValueError(f"{existing.node.path} exists and is not a ModelArtifactProvider")
+        if existing.bucket.node.path != bucket.node.path or existing.model_prefix != prefix or \
+                existing.encryption_key.node.path != encryption_key.node.path:
+            raise ValueError("all ModelArtifacts of a stack share one provider: use the same bucket, key and prefix")
+        return existing
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, encryption_key: kms.IKey,
+                 model_prefix: str = "models/", log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = bucket
+        self.encryption_key = encryption_key
+        self.model_prefix = normalize_prefix(model_prefix)
+        self._models: set[str] = set()
+
+        self.log_group = logs.LogGroup(self, "PackagerLogs", retention=log_retention,
+                                       removal_policy=RemovalPolicy.DESTROY)
+        self.role = iam.Role(self, "PackagerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Model packager: builds TorchServe archives under the model prefix")
+        self.policy = iam.Policy(self, "PackagerPolicy", roles=[self.role], statements=[
+            iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[self.log_group.log_group_arn]),
+            iam.PolicyStatement(sid="EncryptArchives", actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                resources=[encryption_key.key_arn]),
+            iam.PolicyStatement(sid="CleanUpOrphanedUploads", actions=["s3:ListBucketMultipartUploads"],
+                                resources=[bucket.bucket_arn]),
+        ])
+
+        self.function = lambda_.Function(
+            self,
+            "Packager",
+            description=f"Builds TorchServe model archives into s3://<model bucket>/{self.model_prefix} "
+                        f"({PACKAGER_FORMAT})",
+            runtime=PACKAGER_RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="packager.lambda_handler.handler",
+            code=lambda_.Code.from_asset(str(PACKAGER_DIR.parent), exclude=["*", "!packager", "!packager/*.py"]),
+            memory_size=PACKAGER_MEMORY_MB,
+            timeout=PACKAGER_TIMEOUT,
+            ephemeral_storage_size=None,
+            role=self.role,
+            log_group=self.log_group,
+            environment={"MME_PACKAGER_PART_SIZE_MIB": "16", "MME_PACKAGER_MAX_IN_FLIGHT": "4"},
+        )
+        self.function.node.add_dependency(self.policy)
+
+        framework_logs = logs.LogGroup(self, "FrameworkLogs", retention=log_retention,
+                                       removal_policy=RemovalPolicy.DESTROY)
+        self.framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                                       description="Custom resource provider framework of the model packager")
+        framework_policy = iam.Policy(self, "FrameworkPolicy", roles=[self.framework_role], statements=[
+            iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[framework_logs.log_group_arn]),
+        ])
+        self.provider = cr.Provider(self, "Provider", on_event_handler=self.function,
+                                    framework_on_event_role=self.framework_role, log_group=framework_logs)
+        framework_fn = self.provider.node.find_child("framework-onEvent")
+        framework_fn.node.add_dependency(framework_policy)
+        # The functions must wait for their policies (IAM is eventually consistent and the first
+        # invocation follows at once). CDK also lists the role itself in DependsOn, which the
+        # Role GetAtt already implies (cfn-lint W3005): keep only the policies.
+        _depends_only_on(self.function, [self.policy])
+        _depends_only_on(framework_fn, [framework_policy, self.framework_role.node.find_child("DefaultPolicy")])
+
+        fn_arn = logical_id(self.function)
+        Validations.of(self.framework_role).acknowledge(Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{fn_arn}.Arn>:*]",
+            reason="Added by the CDK Provider framework (grantInvoke): it may invoke any version or alias of "
+                   "the one packager function it fronts, and nothing else.",
+        ))
+
+    @property
+    def service_token(self) -> str:
+        """The Provider framework's function ARN: the ``ServiceToken`` of each ``ModelArtifact``."""
+        return self.provider.service_token
+
+    def grant_model(self, model_name: str, sources: Sequence[s3_assets.Asset], spec: WeightsSpec) -> None:
+        """Let the packager read ``sources`` and the spec's inputs, and write ``model_name``'s archives."""
+        if model_name in self._models:
+            raise ValueError(f"model {model_name!r} already has a ModelArtifact in this stack")
+        self._models.add(model_name)
+        archives = f"{self.model_prefix}{model_name}-*.tar.gz"
+        statements = [
+            iam.PolicyStatement(actions=["s3:GetObject"],
+                                resources=[a.bucket.arn_for_objects(a.s3_object_key) for a in sources]),
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                         "s3:ListMultipartUploadParts", "s3:PutObjectTagging", "s3:GetObjectTagging"],
+                resources=[self.bucket.arn_for_objects(archives)]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": [f"{self.model_prefix}{model_name}-*"]}}),
+        ]
+        acks = [Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{logical_id(self.bucket)}.Arn>/{archives}]",
+            reason=f"Archive names carry a content digest known only at deploy time; the wildcard is limited "
+                   f"to {model_name}'s own archives ({archives}) in the model bucket.",
+        )]
+        if spec.token_secret_arn:
+            statements.append(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"],
+                                                  resources=[spec.token_secret_arn]))
+        if spec.kind == "s3":
+            staged = s3.Bucket.from_bucket_name(self, f"Staged{model_name}", spec.s3_bucket)
+            if spec.s3_is_prefix:
+                statements += [
+                    iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged.arn_for_objects(f"{spec.s3_key}*")]),
+                    iam.PolicyStatement(actions=["s3:ListBucket"], resources=[staged.bucket_arn],
+                                        conditions={"StringLike": {"s3:prefix": [f"{spec.s3_key}*"]}}),
+                ]
+                acks.append(Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{spec.s3_bucket}/{spec.s3_key}*]",
+                    reason=f"The weights spec of {model_name} stages its files under this prefix; the packager "
+                           "reads every object under it and nothing else of that bucket.",
+                ))
+            else:
+                statements.append(iam.PolicyStatement(actions=["s3:GetObject"],
+                                                      resources=[staged.arn_for_objects(spec.s3_key)]))
+            if spec.kms_key_arn:
+                statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[spec.kms_key_arn]))
+        for statement in statements:
+            self.policy.add_statements(statement)
+        Validations.of(self.policy).acknowledge(*acks)
+
+
+class ModelArtifact(Construct):
+    """One TorchServe model archive ``<prefix><name>-<digest16>.tar.gz``, built at deploy time.
+
+    Props:
+
+    * ``bucket``, ``encryption_key``, ``model_prefix`` (default ``models/``): where archives go
+      (the multi-model endpoint's ``ModelDataUrl``) and the bucket's SSE-KMS key;
+    * ``model_name``: the archive's name stem (``sam``);
+    * ``source_dirs``: folders merged at the archive root, e.g. ``model_sources/sam`` and
+      ``model_sources/common`` (each becomes a CDK zip asset; caches, hidden files and
+      ``weights.yaml`` are left out);
+    * ``weights_spec``: the weights spec mapping (or a parsed ``WeightsSpec``), validated at
+      synth time (see ``mme_constructs.packager.specs``);
+    * ``gzip_level``: default 0 (stored; measured in docs/performance.md).
+
+    Attributes (CloudFormation tokens): ``target_model`` (the ``TargetModel`` to invoke),
+    ``sha256``, ``size_bytes`` (a string), ``key``, ``s3_uri``; plus ``resource`` (the
+    ``CustomResource``), ``provider``, ``spec``, ``sources`` (the assets).
+
+    Changing the sources or the spec changes the archive's name: CloudFormation runs an Update
+    that writes the new archive, then deletes the old one. Deleting the resource (or the stack)
+    deletes the archive.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, encryption_key: kms.IKey,
+                 model_name: str, source_dirs: Sequence[str | Path], weights_spec: Mapping | WeightsSpec | None,
+                 model_prefix: str = "models/", gzip_level: int = 0) -> None:
+        super().__init__(scope, construct_id)
+        if not MODEL_NAME.match(model_name or ""):
+            raise ValueError(f"model_name {model_name!r}: 1-63 letters, digits, '_' or '-'")
+        if not 0 <= gzip_level <= 9:
+            raise ValueError(f"gzip_level must be 0-9, got {gzip_level}")
+        if not source_dirs:
+            raise ValueError("source_dirs: give the model's source folder (and the common folder)")
+        try:
+            spec = weights_spec if isinstance(weights_spec, WeightsSpec) else parse_spec(
+                weights_spec, where=f"{model_name} weights")
+        except SpecError as err:
+            raise ValueError(str(err)) from None
+        if spec.kind == "local":
+            raise ValueError(f"{model_name} weights: kind 'local' only works with `mme package`")
+        for directory in source_dirs:
+            if not Path(directory).is_dir():
+                raise ValueError(f"{model_name}: source folder {directory} does not exist")
+        self.model_name = model_name
+        self.spec = spec
+        self.provider = ModelArtifactProvider.of(self, bucket=bucket, encryption_key=encryption_key,
+                                                 model_prefix=model_prefix)
+        self.sources = [
+            s3_assets.Asset(self, f"Source{i}", path=str(Path(d).resolve()), exclude=list(SOURCE_EXCLUDE_GLOBS))
+            for i, d in enumerate(source_dirs)
+        ]
+        self.provider.grant_model(model_name, self.sources, spec)
+        self.resource = CustomResource(
+            self,
+            "Resource",
+            service_token=self.provider.service_token,
+            resource_type="Custom::ModelArtifact",
+            service_timeout=SERVICE_TIMEOUT,
+            properties={
+                "ModelName": model_name,
+                "Bucket": bucket.bucket_name,
+                "Prefix": self.provider.model_prefix,
+                "Sources": [{"Bucket": a.s3_bucket_name, "Key": a.s3_object_key} for a in self.sources],
+                "WeightsSpec": spec.to_json(),
+                "KmsKeyId": encryption_key.key_arn,
+                "GzipLevel": str(gzip_level),
+                "PackagerFormat": PACKAGER_FORMAT,
+            },
+        )
+        self.resource.node.add_dependency(self.provider.policy)
+
+    @classmethod
+    def from_model_sources(cls, scope: Construct, construct_id: str, *, model_sources_dir: str | Path,
+                           model_name: str, bucket: s3.IBucket, encryption_key: kms.IKey,
+                           model_prefix: str = "models/", gzip_level: int = 0) -> "ModelArtifact":
+        """``model_sources/<name>`` + ``model_sources/common`` with ``<name>/weights.yaml`` as the spec."""
+        root = Path(model_sources_dir)
+        spec_file = root / model_name / "weights.yaml"
+        try:
+            spec = load_spec_file(spec_file) if spec_file.exists() else parse_spec({"kind": "none"})
+        except SpecError as err:
+            raise ValueError(str(err)) from None
+        dirs = [root / model_name] + ([root / "common"] if (root / "common").is_dir() else [])
+        return cls(scope, construct_id, bucket=bucket, encryption_key=encryption_key, model_name=model_name,
+                   source_dirs=dirs, weights_spec=spec, model_prefix=model_prefix, gzip_level=gzip_level)
+
+    @property
+    def target_model(self) -> str:
+        """``<name>-<digest16>.tar.gz``: the ``TargetModel`` of an ``InvokeEndpoint`` call."""
+        return self.resource.get_att_string("TargetModel")
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the archive's bytes."""
+        return self.resource.get_att_string("Sha256")
+
+    @property
+    def size_bytes(self) -> str:
+        """Size of the archive in bytes (a string, as CloudFormation attributes are)."""
+        return self.resource.get_att_string("SizeBytes")
+
+    @property
+    def key(self) -> str:
+        """The archive's object key (``<prefix><target model>``)."""
+        return self.resource.get_att_string("Key")
+
+    @property
+    def s3_uri(self) -> str:
+        """``s3://<bucket>/<key>`` of the archive."""
+        return self.resource.get_att_string("S3Uri")
+
+
+def _depends_only_on(function: lambda_.Function, policies: Sequence[Construct]) -> None:
+    cfn = function.node.default_child
+    stack = Stack.of(function)
+    ids = sorted(stack.resolve(p.node.default_child.logical_id) for p in policies)
+    cfn.add_override("DependsOn", ids)
