@@ -1,0 +1,68 @@
+"""Read what a client needs from the deployed stack's CloudFormation outputs.
+
+Convention (written by ``stacks/image_editing_stack.py``; see docs/usage.md):
+
+``EndpointName``
+    the SageMaker endpoint to invoke.
+``TargetModel<Name>``
+    one per enabled model, ``<Name>`` = the model name capitalized (``TargetModelSam``,
+    ``TargetModelLama``, ``TargetModelSd``); the value is the ``TargetModel`` to pass to
+    ``invoke_endpoint`` (``sam-<digest>.tar.gz``, relative to the model prefix).
+
+Clients never guess archive names: a model without its output is an error, unless the caller
+gives an explicit override.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .errors import ConfigurationError, EndpointError
+
+DEFAULT_STACK_NAME = "ImageEditingMme"
+ENDPOINT_OUTPUT = "EndpointName"
+_TARGET_OUTPUT = re.compile(r"^TargetModel(?P<name>[A-Z][A-Za-z0-9]*)$")
+
+
+def target_output_key(model: str) -> str:
+    """The output key holding ``model``'s TargetModel (``sam`` -> ``TargetModelSam``)."""
+    return "TargetModel" + model.capitalize()
+
+
+def target_models_from_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
+    """``{model name: TargetModel}`` from a stack's outputs (``TargetModelSam`` -> ``sam``)."""
+    found = {}
+    for key, value in outputs.items():
+        match = _TARGET_OUTPUT.match(key)
+        if match and value:
+            found[match["name"].lower()] = value
+    return found
+
+
+def read_stack_outputs(stack_name: str, cloudformation) -> dict[str, str]:
+    """``{OutputKey: OutputValue}`` of ``stack_name`` via ``DescribeStacks``.
+
+    ``cloudformation`` is a boto3 CloudFormation client. Raises :class:`ConfigurationError` when
+    the stack does not exist and :class:`EndpointError` for other API failures.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    region = getattr(getattr(cloudformation, "meta", None), "region_name", None) or "?"
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        message = error.get("Message", str(exc))
+        if error.get("Code") == "ValidationError" and "does not exist" in message:
+            raise ConfigurationError(
+                f"stack {stack_name} not found in region {region}: deploy it, or pass --stack-name/--region "
+                "(or --endpoint with --target-model NAME=KEY for every model)") from None
+        raise EndpointError(f"cannot read the outputs of stack {stack_name}: {error.get('Code', '')}: {message}") from None
+    except (NoCredentialsError, NoRegionError) as exc:
+        raise ConfigurationError(f"cannot read stack {stack_name}: {exc}") from None
+    except BotoCoreError as exc:
+        raise EndpointError(f"cannot read the outputs of stack {stack_name}: {exc}") from None
+    if not stacks:
+        raise ConfigurationError(f"stack {stack_name} not found in region {region}")
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", []) or []}
