@@ -175,7 +175,8 @@ class CostPlan:
             "models               " + ", ".join(
                 f"{m['count']} x {m['name']}" + (f" ({m['footprint_mib']:,.0f} MiB)" if m.get("footprint_mib") else "")
                 for m in self.models),
-            f"models per instance  {self.models_per_instance if self.models_per_instance is not None else 'packed (mixed footprints)'}",
+            "models per instance  " + (str(self.models_per_instance) if self.models_per_instance is not None
+                                       else "packed (mixed footprints)"),
             f"single-model         {self.single_model_endpoints} endpoints x {self.instances_per_endpoint} instances "
             f"= {self.single_model_instances} instances: {_usd(self.single_model_monthly)}/month",
             f"multi-model          {self.multi_model_groups} instance groups x {self.instances_per_endpoint} instances "

@@ -1,0 +1,317 @@
+"""Benchmark runner: measure the sam, lama and sd handlers as they serve, against the original
+sample's way, and write JSON (+ the Markdown section of ``docs/performance.md``).
+
+Examples::
+
+    # GPU (a lent H100/H200): full-size models, the issue's request types
+    python -m bench.run --device cuda --models sam,lama,sd --out bench/results/gpu-h200.json --write-docs
+    # CPU: full-size models, few iterations, smaller inputs, sd at 1 and 2 steps (extrapolated)
+    python -m bench.run --device cpu --profile cpu --models sam,lama,sd --out bench/results/cpu.json --write-docs
+    # the runner itself, in seconds: tiny random-weight models
+    python -m bench.run --device cpu --profile tiny --out /tmp/tiny.json --docs /tmp/performance.md --write-docs
+
+Every (model, variant) runs in its own worker process (``bench.worker``), like a TorchServe worker,
+so load time, memory peaks and imports are per model. Weights are built once per size into the
+cache dir (``--cache-dir``, default ``~/.cache/mme-bench``): tiny ones by ``mme.tiny``, full-size
+ones by ``bench.full_size`` in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import report  # noqa: E402
+from bench.workloads import PROFILES  # noqa: E402
+
+MODELS = ("sam", "lama", "sd")
+DEFAULT_CACHE = Path(os.environ.get("MME_BENCH_CACHE", Path.home() / ".cache" / "mme-bench"))
+
+LABELS = {
+    ("sam", "handler"): "project handler (embedding cache; encoder autocast bf16/fp16 on GPU, fp32 on CPU)",
+    ("sam", "baseline"): "original sample's way (fp32, SamPredictor.set_image on every click)",
+    ("lama", "handler"): "project handler (fp32 big-lama generator)",
+    ("sd", "handler"): "project handler (crop at 512, scheduler and steps of model-config.yaml; fp16 on GPU)",
+    ("sd", "baseline"): "original sample's way (pipeline defaults: PNDM, 50 steps, guidance 10; fp16 GPU / fp32 CPU)",
+}
+
+
+# ---------------------------------------------------------------------- weights
+def ensure_weights(name: str, size: str, cache_dir: Path, sam_type: str = "vit_h", log=print) -> tuple[Path, float]:
+    """The weights folder for ``name`` at ``size`` ("tiny"/"full"), built into the cache if missing.
+
+    Returns (folder, build seconds; 0 when cached).
+    """
+    from bench.full_size import BUILDER_VERSION
+
+    tag = f"{size}-{name}" + (f"-{sam_type}" if name == "sam" and size == "full" else "") + f"-v{BUILDER_VERSION}"
+    target = Path(cache_dir) / tag
+    if (target / ".complete").is_file():
+        return target, 0.0
+    tmp = Path(cache_dir) / (tag + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    if size == "tiny":
+        if name == "sd":
+            from mme.tiny.sd import build_tiny_sd
+
+            build_tiny_sd(tmp)
+        else:
+            from mme import tiny
+
+            tiny.build(name, tmp)
+    else:
+        log(f"building full-size {name} weights into {target} (once)...")
+        cmd = [sys.executable, "-m", "bench.full_size", name, str(tmp)]
+        if name == "sam":
+            cmd += ["--sam-type", sam_type]
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    (target / ".complete").write_text(_dt.datetime.now(_dt.timezone.utc).isoformat())
+    return target, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------- comparisons
+def _req(run: dict | None, prefix: str) -> dict | None:
+    for rname, req in ((run or {}).get("requests") or {}).items():
+        if (rname == prefix or rname.startswith(prefix)) and not req.get("error") and "p50_ms" in req:
+            return req
+    return None
+
+
+def _ratio(a, b):
+    return (a / b) if (a is not None and b) else None
+
+
+def compare(name: str, runs: dict) -> tuple[list[dict], dict]:
+    """Handler-vs-baseline comparisons (ratio = baseline / handler) and step extrapolations."""
+    h, b = runs.get("handler") or {}, runs.get("baseline")
+    comps: list[dict] = []
+    estimates: dict = {}
+    if h.get("error"):
+        return comps, estimates
+    if b and not b.get("error"):
+        comps.append({"what": "load (artifact dir -> ready)", "unit": "s", "handler": h.get("load_s"),
+                      "baseline": b.get("load_s"), "ratio": _ratio(b.get("load_s"), h.get("load_s"))})
+        hm, bm = h.get("memory") or {}, b.get("memory") or {}
+        comps.append({"what": f"inference peak memory ({hm.get('metric')})", "unit": "MiB",
+                      "handler": hm.get("inference_peak_mib"), "baseline": bm.get("inference_peak_mib"),
+                      "ratio": _ratio(bm.get("inference_peak_mib"), hm.get("inference_peak_mib"))})
+    if name == "sam" and b and not b.get("error"):
+        base = _req(b, "click_")
+        for prefix, what in (("first_click_", "first click on a new image, p50"),
+                             ("cached_click", "cached click (image_id), p50"),
+                             ("cached_click_resend", "cached click (image resent), p50")):
+            req = h.get("requests", {}).get(prefix) if prefix.startswith("cached") else _req(h, prefix)
+            if req and base and not req.get("error"):
+                comps.append({"what": what + " vs the sample's click", "unit": "ms", "handler": req["p50_ms"],
+                              "baseline": base["p50_ms"], "ratio": _ratio(base["p50_ms"], req["p50_ms"])})
+                on_cpu = str((h.get("handler_info") or {}).get("device", "cpu")).startswith("cpu")
+                if on_cpu and req.get("cpu_p50_ms") and base.get("cpu_p50_ms"):
+                    comps.append({"what": what.replace("p50", "CPU time p50") + " vs the sample's click",
+                                  "unit": "ms", "handler": req["cpu_p50_ms"], "baseline": base["cpu_p50_ms"],
+                                  "ratio": _ratio(base["cpu_p50_ms"], req["cpu_p50_ms"])})
+    if name == "sd" and b and not b.get("error"):
+        default_steps = int(((h.get("handler_info") or {}).get("default_steps") or 0) or 0) or None
+        hreqs, breqs = h.get("requests") or {}, b.get("requests") or {}
+        full_h = [r for n, r in hreqs.items() if not n.endswith("step") and "p50_ms" in r]
+        full_b = [r for n, r in breqs.items() if n.endswith("_50step") and "p50_ms" in r]
+        if full_h and full_b:
+            size = (full_h[0].get("params") or {}).get("size", "?")
+            comps.append({"what": f"{size} px request: handler defaults ({default_steps} steps) vs PNDM 50 steps, p50",
+                          "unit": "ms", "handler": full_h[0]["p50_ms"], "baseline": full_b[0]["p50_ms"],
+                          "ratio": _ratio(full_b[0]["p50_ms"], full_h[0]["p50_ms"])})
+        for key, label in (("p50_ms", "wall"), ("cpu_p50_ms", "CPU time")):
+            h1, h2 = _step_pair(hreqs, key)
+            b1, b2 = _step_pair(breqs, key)
+            if not (h1 and h2 and b1 and b2 and default_steps):
+                continue
+            hs, bs = h2 - h1, b2 - b1
+            tag = "" if key == "p50_ms" else "cpu_"
+            if hs <= 0 or bs <= 0:  # the second step cost nothing: noise (other jobs) swamped it
+                estimates[f"{tag}note"] = f"{label}: 2 steps not slower than 1 step; no extrapolation"
+                continue
+            est_h = h1 + (default_steps - 1) * hs
+            est_b = b1 + 49 * bs
+            estimates.update({f"{tag}handler_per_step_ms": hs, f"{tag}handler_estimated_{default_steps}_steps_ms": est_h,
+                              f"{tag}baseline_per_step_ms": bs, f"{tag}baseline_estimated_50_steps_ms": est_b})
+            comps.append({"what": f"estimated from 1 and 2 steps ({label}): {default_steps} steps (handler) "
+                                  "vs PNDM 50 (baseline)",
+                          "unit": "ms", "handler": est_h, "baseline": est_b, "ratio": _ratio(est_b, est_h),
+                          "estimated": True})
+    return comps, estimates
+
+
+def _step_pair(reqs: dict, key: str = "p50_ms") -> tuple[float | None, float | None]:
+    one = next((r.get(key) for n, r in reqs.items() if n.endswith("_1step") and not r.get("error")), None)
+    two = next((r.get(key) for n, r in reqs.items() if n.endswith("_2step") and not r.get("error")), None)
+    return one, two
+
+
+# ---------------------------------------------------------------------- running
+def run_worker(spec: dict, work: Path, timeout: float, log=print) -> dict:
+    """Run one worker process; its result dict (``error`` set when it failed)."""
+    tag = f"{spec['model']}-{spec['variant']}"
+    spec_path, out_path, log_path = work / f"{tag}.spec.json", work / f"{tag}.result.json", work / f"{tag}.log"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    start = time.perf_counter()
+    with open(log_path, "wb") as logfh:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=REPO,
+                                  stdout=logfh, stderr=subprocess.STDOUT, timeout=timeout, env=env)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    wall = time.perf_counter() - start
+    result = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    if rc is None:
+        result["error"] = f"timed out after {timeout:.0f} s"
+    elif not result:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        result = {"error": f"worker exited {rc}: {' | '.join(tail)[:300]}"}
+    result.setdefault("variant", spec["variant"])
+    result.setdefault("label", spec["label"])
+    result["worker_wall_s"] = wall
+    log(f"  {tag}: {'FAILED ' + result['error'] if result.get('error') else 'ok'} ({wall:.1f} s)")
+    return result
+
+
+def environment(device: str) -> dict:
+    """Machine and software description (the worker module's, run here)."""
+    from bench.worker import environment as env
+
+    return env(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    parser.add_argument("--models", default="sam,lama,sd", help="comma-separated subset of sam,lama,sd")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="gpu (default on cuda), cpu (default on cpu), tiny (tiny models, seconds)")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON to write")
+    parser.add_argument("--write-docs", action="store_true", help="re-render the docs section")
+    parser.add_argument("--docs", type=Path, default=report.DOCS, help="Markdown file (default docs/performance.md)")
+    parser.add_argument("--iterations", type=int, default=None, help="timed requests per type (overrides the profile)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed requests per type (overrides the profile)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the original sample's way")
+    parser.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"],
+                        help="full-size SAM variant (default vit_h, the production one)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--work-dir", type=Path, default=None, help="model dirs and logs (default: a temp dir)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker process")
+    parser.add_argument("--note", action="append", default=[], help="a note on the run's conditions (repeatable)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in the workers (default: the profile's; 0 = torch's default)")
+    args = parser.parse_args(argv)
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        parser.error(f"--models must be a subset of {','.join(MODELS)}")
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda but torch.cuda.is_available() is False")
+    profile_name = args.profile or ("gpu" if args.device == "cuda" else "cpu")
+    profile = PROFILES[profile_name]
+    size = profile["size"]
+    threads = profile.get("threads", 0) if args.threads is None else args.threads
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="mme-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    result = {
+        "schema": report.SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "profile": profile_name,
+        "model_size": size,
+        "device": environment(args.device),
+        "notes": list(args.note),
+        "models": {},
+    }
+    result["device"]["load_average_start"] = list(os.getloadavg())
+    result["device"]["worker_threads"] = threads or result["device"].get("torch_threads")
+    if size == "full" and args.sam_type != "vit_h" and "sam" in models:
+        result["notes"].append(f"SAM measured as {args.sam_type} (reduced), not vit_h")
+    from bench.serving import assemble_model_dir
+
+    for name in models:
+        log(f"{name}:")
+        weights, build_s = ensure_weights(name, size, args.cache_dir, args.sam_type, log)
+        overrides = {"device": args.device}
+        if name == "sam" and size == "full":
+            overrides["model_type"] = args.sam_type
+        model_dir, yaml_cfg = assemble_model_dir(name, weights, work / "models", overrides)
+        entry = {"weights_dir": str(weights), "weights_build_s": build_s, "runs": {}}
+        for variant in ("handler", "baseline"):
+            requests = profile[name][variant]
+            if not requests or (variant == "baseline" and args.no_baseline):
+                continue
+            reqs = []
+            for rt in requests:
+                d = rt.to_dict()
+                if args.iterations is not None:
+                    d["iterations"] = max(1, args.iterations)
+                if args.warmup is not None:
+                    d["warmup"] = max(0, args.warmup)
+                reqs.append(d)
+            spec = {"model": name, "variant": variant, "label": LABELS.get((name, variant), variant),
+                    "device": args.device, "model_dir": str(model_dir), "yaml_config": yaml_cfg,
+                    "requests": reqs, "threads": threads,
+                    "settings": {"handler": yaml_cfg.get("handler", {})} if variant == "handler" else {}}
+            entry["runs"][variant] = run_worker(spec, work, args.timeout, log)
+        entry["comparisons"], entry["estimates"] = compare(name, entry["runs"])
+        result["models"][name] = entry
+    result["wall_s"] = time.perf_counter() - started
+    result["device"]["load_average_end"] = list(os.getloadavg())
+
+    problems = report.validate(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {args.out} ({result['wall_s']:.0f} s)")
+    if problems:
+        log("schema problems: " + "; ".join(problems))
+        return 1
+    if args.write_docs:
+        files = sorted(args.out.parent.glob("*.json"))
+        docs = report.write_docs(report.collect(files), args.docs)
+        log(f"wrote {docs}")
+    failed = [f"{n}/{v}" for n, m in result["models"].items() for v, r in m["runs"].items() if r.get("error")]
+    if failed:
+        log("failed runs: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
