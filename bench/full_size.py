@@ -9,7 +9,7 @@ honest figures without downloading anything:
   ``configs/training/big-lama.yaml`` generator: ngf 64, 3 downsamplings, 18 FFC blocks, ratio
   0.75) saved like the published Lightning ``best.ckpt`` (``state_dict`` with ``generator.`` keys).
 - ``sd``: Stable Diffusion 2 inpainting: UNet (9 input channels), KL VAE and the OpenCLIP-ViT/H
-  text encoder (23 layers, width 1024) from ``/work/shared/model_configs/*.json``, and a CLIP BPE
+  text encoder (23 layers, width 1024) from ``bench/model_configs/*.json``, and a CLIP BPE
   tokenizer written here with the real vocabulary size (49,408 = 256 byte symbols + 256
   end-of-word byte symbols + 48,894 merges + 2 special tokens, ids as CLIP's: ``!`` = 0,
   ``<|startoftext|>`` = 49406, ``<|endoftext|>`` = 49407). Saved in the diffusers folder layout
@@ -26,17 +26,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS_DIR = Path(os.environ.get("MME_MODEL_CONFIGS", "/work/shared/model_configs"))
+DEFAULT_CONFIGS_DIR = Path(os.environ.get("MME_MODEL_CONFIGS", REPO / "bench" / "model_configs"))
 
 #: Bumped when a builder's output changes (the runner's weight cache keys on it).
 BUILDER_VERSION = "1"
 
 CLIP_VOCAB_SIZE = 49408
-_BOS = "<|startoftext|>"
-_EOS = "<|endoftext|>"
 
 
 # ---------------------------------------------------------------------- SAM
@@ -80,20 +77,6 @@ def build_lama(out_dir: str | Path, seed: int = 0) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- SD2 inpainting
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable character table (the byte-level BPE alphabet)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-                 + list(range(ord("\u00ae"), ord("\u00ff") + 1)))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
-
-
 def write_clip_tokenizer(out_dir: str | Path, vocab_size: int = CLIP_VOCAB_SIZE, model_max_length: int = 77) -> int:
     """Write a CLIP BPE tokenizer with exactly ``vocab_size`` ids (vocab.json, merges.txt, configs).
 
@@ -103,47 +86,22 @@ def write_clip_tokenizer(out_dir: str | Path, vocab_size: int = CLIP_VOCAB_SIZE,
     vocabulary; the text encoder still sees 77 padded ids below 49,408, i.e. the real compute.
     Returns the vocabulary size.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    alphabet = list(_bytes_to_unicode().values())
-    vocab: list[str] = alphabet + [c + "</w>" for c in alphabet]
-    n_merges = vocab_size - len(vocab) - 2
+    from mme.tiny.sd import bytes_to_unicode, write_clip_tokenizer as write_clip_tokenizer_files
+
+    alphabet = list(bytes_to_unicode().values())
+    n_merges = vocab_size - 2 * len(alphabet) - 2
     if n_merges < 0:
-        raise ValueError(f"vocab_size must be at least {len(vocab) + 2}")
+        raise ValueError(f"vocab_size must be at least {2 * len(alphabet) + 2}")
     priority = "etaoinshrdlcumwfgypbvkjxqz0123456789"
-    order = [c for c in priority] + [c for c in alphabet if c not in priority]
+    order = list(priority) + [c for c in alphabet if c not in priority]
     rank = {c: i for i, c in enumerate(order)}
     pairs = sorted(((a, b, end) for a in order for b in order for end in (True, False)),
                    key=lambda t: (rank[t[0]] + rank[t[1]], not t[2], rank[t[0]]))
-    merges: list[str] = []
-    for a, b, end in pairs[:n_merges]:
-        right = b + "</w>" if end else b
-        merges.append(f"{a} {right}")
-        vocab.append(a + right)
-    vocab += [_BOS, _EOS]
-    if len(vocab) != vocab_size or len(set(vocab)) != vocab_size:
-        raise AssertionError("generated vocabulary has the wrong size or duplicates")
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False),
-                                    encoding="utf-8")
-    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-
-    def special(tok: str) -> dict[str, Any]:
-        return {"content": tok, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False,
-                "__type": "AddedToken"}
-
-    # Fields as the published SD2 tokenizer_config.json (pad "!" = id 0, as OpenCLIP pads with 0).
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "add_prefix_space": False, "bos_token": special(_BOS), "do_lower_case": True,
-        "eos_token": special(_EOS), "errors": "replace", "model_max_length": model_max_length,
-        "pad_token": "!", "tokenizer_class": "CLIPTokenizer", "unk_token": special(_EOS),
-    }, indent=2), encoding="utf-8")
-    (out / "special_tokens_map.json").write_text(json.dumps({
-        "bos_token": {k: v for k, v in special(_BOS).items() if k != "__type"},
-        "eos_token": {k: v for k, v in special(_EOS).items() if k != "__type"},
-        "pad_token": "!",
-        "unk_token": {k: v for k, v in special(_EOS).items() if k != "__type"},
-    }, indent=2), encoding="utf-8")
-    return len(vocab)
+    merges = [(a, b + "</w>" if end else b) for a, b, end in pairs[:n_merges]]
+    size = write_clip_tokenizer_files(out_dir, merges, model_max_length)
+    if size != vocab_size:
+        raise AssertionError(f"generated vocabulary has {size} ids, not {vocab_size}")
+    return size
 
 
 def _config(configs_dir: Path, name: str) -> dict:

@@ -9,11 +9,8 @@ tests without any download. Weights are saved twice, as the published repository
 (``diffusion_pytorch_model.safetensors`` / ``model.safetensors``) and the ``fp16`` variant
 (``diffusion_pytorch_model.fp16.safetensors`` / ``model.fp16.safetensors``).
 
-``build_full_size_sd(out_dir)`` builds the same folder at production size from the configs in
-``/work/shared/model_configs`` (or any folder passed as ``configs_dir``): random weights, real
-shapes, for latency and memory benchmarks. By default it writes only the fp16 variant files the
-handler loads on GPU (about 2.6 GB: UNet 865 M, text encoder 340 M, VAE 84 M parameters);
-``fp32=True`` adds the fp32 files (about 5.2 GB more).
+The production-size builder for benchmarks is ``bench.full_size.build_sd``; it reuses this module's
+scheduler config and tokenizer writer.
 
 Nothing here touches the network.
 """
@@ -52,7 +49,7 @@ _BOS = "<|startoftext|>"
 _EOS = "<|endoftext|>"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP byte -> printable unicode character table (the ByteLevel alphabet)."""
     printable = (
         list(range(ord("!"), ord("~") + 1))
@@ -69,20 +66,24 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars)))
 
 
-def write_tiny_clip_tokenizer(out_dir: Path, model_max_length: int = 77) -> int:
-    """Write a small but complete CLIP BPE tokenizer (vocab.json, merges.txt, configs).
+#: Merges of the tiny tokenizer: a few common English letter pairs. A word's last character
+#: carries the "</w>" suffix as one symbol ("e</w>"), as in CLIP.
+TINY_MERGES = (("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("o", "n</w>"),
+               ("e", "r"), ("a", "t"), ("o", "r"), ("a", "t</w>"), ("c", "at</w>"))
 
-    The vocabulary holds every byte-level character alone and as an end-of-word symbol, a few
-    merges of common English letter pairs, and the two CLIP special tokens, so every string
-    tokenizes (no unknown tokens) exactly as a CLIP tokenizer would split it, only into shorter
-    pieces. Returns the vocabulary size (the text encoder's ``vocab_size``).
+
+def write_clip_tokenizer(out_dir: str | Path, merge_pairs, model_max_length: int = 77) -> int:
+    """Write a complete CLIP BPE tokenizer (vocab.json, merges.txt, configs) from ``merge_pairs``.
+
+    The vocabulary is laid out as CLIP's: every byte-level character alone, then each with
+    ``</w>``, then one token per merge, then the two special tokens; so every string tokenizes
+    (no unknown tokens) the way a CLIP tokenizer splits it. Returns the vocabulary size (the text
+    encoder's ``vocab_size``).
     """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = list(bytes_to_unicode().values())
     vocab_list: list[str] = list(alphabet) + [c + "</w>" for c in alphabet]
-    # A word's last character carries the "</w>" suffix as one symbol ("e</w>"), as in CLIP.
-    merge_pairs = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("o", "n</w>"),
-                   ("e", "r"), ("a", "t"), ("o", "r"), ("a", "t</w>"), ("c", "at</w>")]
     merges: list[str] = []
     for left, right in merge_pairs:
         merged = left + right
@@ -117,6 +118,11 @@ def write_tiny_clip_tokenizer(out_dir: Path, model_max_length: int = 77) -> int:
         "unk_token": {k: v for k, v in special(_EOS).items() if k != "__type"},
     }, indent=2), encoding="utf-8")
     return len(vocab)
+
+
+def write_tiny_clip_tokenizer(out_dir: Path, model_max_length: int = 77) -> int:
+    """Write the tiny pipeline's small but complete CLIP tokenizer (see ``write_clip_tokenizer``)."""
+    return write_clip_tokenizer(out_dir, TINY_MERGES, model_max_length)
 
 
 def _write_model_index(out_dir: Path) -> None:
@@ -245,42 +251,6 @@ def build(out_dir: str | Path, seed: int = 0) -> list[Path]:
     into ``out_dir`` and return the files written (sorted)."""
     out = build_tiny_sd(out_dir, seed=seed)
     return sorted(p for p in out.rglob("*") if p.is_file())
-
-
-def _load_config(configs_dir: Path, name: str) -> dict[str, Any]:
-    data = json.loads((configs_dir / name).read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
-
-
-def build_full_size_sd(out_dir: str | Path, configs_dir: str | Path = "/work/shared/model_configs",
-                       fp32: bool = False, seed: int = 0) -> Path:
-    """Build SD2-inpainting at production size with random weights (benchmarks only).
-
-    Shapes come from ``sd2_inpaint_unet.json``, ``sd2_vae.json`` and ``sd2_text_encoder.json``
-    in ``configs_dir``; the tokenizer is the tiny local one (all its ids are below the real vocabulary
-    size and prompts pad to the same 77 tokens, so compute is the real one). ``fp32=False``
-    writes only the fp16 variant files (about 2.6 GB), which is all the GPU handler loads.
-    """
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    cfg_dir = Path(configs_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_tiny_clip_tokenizer(out / "tokenizer")
-    te_cfg = _load_config(cfg_dir, "sd2_text_encoder.json")
-    te_cfg.pop("architectures", None)
-    te_cfg.pop("model_type", None)
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**_load_config(cfg_dir, "sd2_inpaint_unet.json"))
-    vae = AutoencoderKL(**_load_config(cfg_dir, "sd2_vae.json"))
-    text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
-    _save_components(out, unet, vae, text_encoder, fp32=fp32)
-    _write_scheduler(out)
-    _write_model_index(out)
-    return out
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

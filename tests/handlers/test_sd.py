@@ -365,8 +365,8 @@ def test_tiny_builder_writes_the_real_folder_format_deterministically(tmp_path):
 
 
 def test_full_size_builder_follows_the_config_files(tmp_path):
-    """build_full_size_sd reads the production config files; here shrunk copies of them."""
-    from mme.tiny.sd import build_full_size_sd
+    """bench.full_size.build_sd reads the production config files; here shrunk copies of them."""
+    from bench.full_size import build_sd
     from safetensors import safe_open
 
     cfgs = tmp_path / "configs"
@@ -386,7 +386,8 @@ def test_full_size_builder_follows_the_config_files(tmp_path):
         "architectures": ["CLIPTextModel"], "hidden_act": "gelu", "hidden_size": 48,
         "intermediate_size": 64, "max_position_embeddings": 77, "model_type": "clip_text_model",
         "num_attention_heads": 4, "num_hidden_layers": 2, "projection_dim": 16, "vocab_size": 49408}))
-    out = build_full_size_sd(tmp_path / "model" / "weights", configs_dir=cfgs)
+    out = tmp_path / "model" / "weights"
+    build_sd(out, configs_dir=cfgs)
     assert not (out / "unet" / "diffusion_pytorch_model.safetensors").exists()   # fp16 only
     with safe_open(str(out / "unet" / "diffusion_pytorch_model.fp16.safetensors"), "pt") as f:
         conv_in = f.get_tensor("conv_in.weight")
