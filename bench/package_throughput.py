@@ -114,14 +114,14 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
         while not stop.is_set():
             try:
                 fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-                if fields.get("Name", "").strip() == expected_name and argv[0] != sys.executable:
+                if fields.get("Name", "").strip() == expected_name:
                     samples.append(int(fields["VmHWM"].split()[0]))
             except (OSError, ValueError, KeyError):
                 pass
             stop.wait(0.1)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if argv[0] != sys.executable:  # Python children report their own peak
+        threading.Thread(target=sample, daemon=True).start()
     out_chunks: list[bytes] = []
     err_chunks: list[bytes] = []
     readers = [threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True),
@@ -181,28 +181,19 @@ class FileServer:
         self.httpd.server_close()
 
 
-def write_random(path: Path, size: int) -> str:
-    """Incompressible bytes; returns their sha256."""
-    h = hashlib.sha256()
+def write_random(path: Path, size: int, head: int) -> tuple[str, str]:
+    """Incompressible bytes; returns the sha256 of all of them and of the first ``head`` bytes."""
+    whole, first = hashlib.sha256(), hashlib.sha256()
     with open(path, "wb") as fh:
-        left = size
-        while left:
-            chunk = os.urandom(min(16 * MiB, left))
-            h.update(chunk)
+        done = 0
+        while done < size:
+            chunk = os.urandom(min(16 * MiB, size - done))
+            whole.update(chunk)
+            if done < head:
+                first.update(chunk[: head - done])
             fh.write(chunk)
-            left -= len(chunk)
-    return h.hexdigest()
-
-
-def sha256_prefix(path: Path, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        left = size
-        while left:
-            chunk = fh.read(min(16 * MiB, left))
-            h.update(chunk)
-            left -= len(chunk)
-    return h.hexdigest()
+            done += len(chunk)
+    return whole.hexdigest(), first.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +273,7 @@ def run(args: argparse.Namespace) -> dict:
 
         print(f"writing {big / GiB:.2f} GiB of random weights ...", flush=True)
         weights = work / "weights.bin"
-        big_sha = write_random(weights, big)
-        small_sha = sha256_prefix(weights, small)
+        big_sha, small_sha = write_random(weights, big, small)  # the small run serves the first bytes
         server = FileServer({"big.bin": (weights, big), "small.bin": (weights, small)})
 
         def packager(name: str, size: int, sha: str) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from mme_constructs.instance_types import gpu_instance_type
@@ -124,7 +124,6 @@ def _list(key: str, value: Any) -> tuple[str, ...]:
 
 def settings_from_context(get: Callable[[str], Any]) -> Settings:
     """Build ``Settings`` from a context getter (``app.node.try_get_context``)."""
-    defaults = Settings()
     raw = {key: get(key) for key in CONTEXT_KEYS}
     values: dict[str, Any] = {}
 
@@ -193,7 +192,7 @@ def settings_from_context(get: Callable[[str], Any]) -> Settings:
             raise SettingsError(f"context baseImage: {raw['baseImage']!r} is not an image reference")
         values["base_image"] = image
 
-    settings = Settings(**{**{f.name: getattr(defaults, f.name) for f in fields(Settings)}, **values})
+    settings = Settings(**values)  # the dataclass defaults fill in what the context leaves out
     if settings.max_instance_count < settings.min_instance_count:
         raise SettingsError(
             f"context maxInstanceCount: {settings.max_instance_count} is below "

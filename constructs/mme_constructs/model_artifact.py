@@ -20,7 +20,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Stack, Validations
+import jsii
+from aws_cdk import (
+    Acknowledgment,
+    CfnResource,
+    CustomResource,
+    Duration,
+    IListProducer,
+    IResolveContext,
+    Lazy,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -36,6 +48,7 @@ from mme_constructs.packager.core import MODEL_NAME
 from mme_constructs.packager.errors import SpecError
 from mme_constructs.packager.sources import SOURCE_EXCLUDE_GLOBS
 from mme_constructs.packager.specs import WeightsSpec, load_spec_file, parse_spec
+from mme_constructs.packager.upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
 PACKAGER_DIR = Path(__file__).resolve().parent / "packager"
 
@@ -45,13 +58,13 @@ PACKAGER_MEMORY_MB = 3008
 """Lambda CPU scales with memory (1 vCPU at 1769 MB): ~1.7 vCPU lets the two sha256 passes
 (weights check, archive digest), the network reads and 4 concurrent part uploads overlap.
 3008 MB is also the largest size every account may use (new accounts' quota). The packager
-itself needs ~100 MB plus (4 in flight + 1) x 16 MiB parts."""
+itself needs ~100 MB plus (4 in flight + 1) x 16 MiB parts (``DEFAULT_MAX_IN_FLIGHT``,
+``DEFAULT_PART_SIZE`` of ``packager.upload``). Ephemeral storage stays at the default 512 MB:
+the packager streams, /tmp is not used (the source zips are read in memory)."""
 PACKAGER_TIMEOUT = Duration.minutes(14)
 """Under the Provider framework's own 15-minute function timeout, so the framework always
 outlives the packager and reports its result; the packager stops itself earlier still
 (remaining time minus a safety margin)."""
-PACKAGER_EPHEMERAL_STORAGE_MIB = 512
-"""The default: the packager streams, /tmp is not used (the source zips are read in memory)."""
 SERVICE_TIMEOUT = Duration.minutes(20)
 """CloudFormation's wait for a response (default one hour): a lost response fails the
 resource after 20 minutes (framework 15 min + margin) instead of hanging the stack."""
@@ -128,10 +141,10 @@ class ModelArtifactProvider(Construct):
             code=lambda_.Code.from_asset(str(PACKAGER_DIR.parent), exclude=["*", "!packager", "!packager/*.py"]),
             memory_size=PACKAGER_MEMORY_MB,
             timeout=PACKAGER_TIMEOUT,
-            ephemeral_storage_size=None,
             role=self.role,
             log_group=self.log_group,
-            environment={"MME_PACKAGER_PART_SIZE_MIB": "16", "MME_PACKAGER_MAX_IN_FLIGHT": "4"},
+            environment={"MME_PACKAGER_PART_SIZE_MIB": str(DEFAULT_PART_SIZE >> 20),
+                         "MME_PACKAGER_MAX_IN_FLIGHT": str(DEFAULT_MAX_IN_FLIGHT)},
         )
         self.function.node.add_dependency(self.policy)
 
@@ -147,11 +160,11 @@ class ModelArtifactProvider(Construct):
                                     framework_on_event_role=self.framework_role, log_group=framework_logs)
         framework_fn = self.provider.node.find_child("framework-onEvent")
         framework_fn.node.add_dependency(framework_policy)
-        # The functions must wait for their policies (IAM is eventually consistent and the first
-        # invocation follows at once). CDK also lists the role itself in DependsOn, which the
-        # Role GetAtt already implies (cfn-lint W3005): keep only the policies.
-        _depends_only_on(self.function, [self.policy])
-        _depends_only_on(framework_fn, [framework_policy, self.framework_role.node.find_child("DefaultPolicy")])
+        # The functions wait for their policies (IAM is eventually consistent and the first
+        # invocation follows at once): the explicit dependencies above, and the framework role's
+        # DefaultPolicy through CDK's own dependency of a function on its role.
+        for fn in (self.function, framework_fn):
+            _omit_role_from_depends_on(fn)
 
         fn_arn = logical_id(self.function)
         Validations.of(self.framework_role).acknowledge(Acknowledgment(
@@ -325,8 +338,29 @@ class ModelArtifact(Construct):
         return self.resource.get_att_string("S3Uri")
 
 
-def _depends_only_on(function: lambda_.Function, policies: Sequence[Construct]) -> None:
+def _omit_role_from_depends_on(function: lambda_.Function) -> None:
+    """Keep every ``DependsOn`` CDK gives ``function`` except its role's own ``AWS::IAM::Role``.
+
+    ``lambda.Function`` makes its resource depend on the whole role construct: the role's
+    policies (wanted, see above) and the ``CfnRole`` itself, which the function's
+    ``Role: Fn::GetAtt`` already orders (cfn-lint W3005). Construct dependencies become
+    CloudFormation ones only at synthesis and cannot be removed before, so the list is produced
+    then, from CDK's own list: a dependency added later by anyone is kept.
+    """
     cfn = function.node.default_child
-    stack = Stack.of(function)
-    ids = sorted(stack.resolve(p.node.default_child.logical_id) for p in policies)
-    cfn.add_override("DependsOn", ids)
+    cfn.add_override("DependsOn", Lazy.uncached_list(
+        _DependsOnWithout(cfn, function.role.node.default_child), omit_empty=True))
+
+
+@jsii.implements(IListProducer)
+class _DependsOnWithout:
+    """``DependsOn`` of ``resource`` as CDK renders it (sorted by construct path), minus ``omitted``."""
+
+    def __init__(self, resource: CfnResource, omitted: CfnResource) -> None:
+        self._resource = resource
+        self._omitted_path = omitted.node.path
+
+    def produce(self, context: IResolveContext) -> list[str]:  # noqa: ARG002 - the producer interface
+        kept = [d for d in self._resource.obtain_dependencies()
+                if CfnResource.is_cfn_resource(d) and d.node.path != self._omitted_path]
+        return [d.logical_id for d in sorted(kept, key=lambda d: d.node.path)]

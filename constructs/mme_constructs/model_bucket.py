@@ -112,7 +112,3 @@ class ModelBucket(Construct):
     def model_data_url(self) -> str:
         """``s3://<bucket>/<prefix>``: the ``ModelDataUrl`` of a multi-model endpoint."""
         return f"s3://{self.bucket.bucket_name}/{self.model_prefix}"
-
-    def model_prefix_arn(self) -> str:
-        """ARN pattern of every object under the model prefix (``<bucket arn>/<prefix>*``)."""
-        return self.bucket.arn_for_objects(f"{self.model_prefix}*")

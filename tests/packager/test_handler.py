@@ -147,9 +147,25 @@ def test_delete_never_touches_objects_it_did_not_write(s3, bucket, source_assets
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     for physical in [f"s3://{bucket}/{k}" for k in foreign] + [
             "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED",
-            f"s3://another-bucket/models/tiny-0123456789abcdef.tar.gz"]:
+            "s3://another-bucket/models/tiny-0123456789abcdef.tar.gz"]:
         assert handler(cfn_event("Delete", p, physical_id=physical), FakeContext()) == {"PhysicalResourceId": physical}
     assert sorted(keys_in(s3, bucket)) == sorted(foreign)
+
+
+def test_delete_after_a_create_that_failed_on_bad_properties_succeeds(s3, bucket, source_assets):
+    """CloudFormation deletes a resource whose Create failed with the same (bad) properties: a
+    Delete that failed too would leave the stack in ROLLBACK_FAILED."""
+    bad = props(bucket, source_assets, {"kind": "none"}, GzipLevel="11")
+    with pytest.raises(PackagingFailed, match="GzipLevel must be 0-9"):
+        handler(cfn_event("Create", bad), FakeContext())
+    marker = "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"  # what the Provider framework reports
+    assert handler(cfn_event("Delete", bad, physical_id=marker), FakeContext()) == {"PhysicalResourceId": marker}
+    no_name = {k: v for k, v in bad.items() if k != "ModelName"}
+    assert handler(cfn_event("Delete", no_name, physical_id=marker), FakeContext()) == {"PhysicalResourceId": marker}
+    # An archive it did write is still removed when an unrelated property is bad.
+    good = handler(cfn_event("Create", props(bucket, source_assets, {"kind": "none"})), FakeContext())
+    handler(cfn_event("Delete", bad, physical_id=good["PhysicalResourceId"]), FakeContext())
+    assert keys_in(s3, bucket) == [] and uploads_left(s3, bucket) == []
 
 
 def test_weights_none_and_url_with_redirect(s3, bucket, source_assets, hub):

@@ -77,6 +77,13 @@ def test_one_shared_provider_and_lambda_settings(synthesized):
     assert "EphemeralStorage" not in packager  # default 512 MB: the packager streams
     framework = functions[logical(template, "ModelArtifactProviderframeworkonEvent")]["Properties"]
     assert framework["Timeout"] == 900 > packager["Timeout"]
+    # Each function waits for its role's policies; the role itself is ordered by the Role GetAtt
+    # (listing it in DependsOn too is cfn-lint W3005).
+    assert functions[logical(template, "ModelArtifactProviderPackager")]["DependsOn"] == [
+        logical(template, "ModelArtifactProviderPackagerPolicy")]
+    assert functions[logical(template, "ModelArtifactProviderframeworkonEvent")]["DependsOn"] == [
+        logical(template, "ModelArtifactProviderFrameworkPolicy"),
+        logical(template, "ModelArtifactProviderFrameworkRoleDefaultPolicy")]
     assert not [r for r in resources(template, "AWS::IAM::Role").values() if r["Properties"].get("ManagedPolicyArns")]
 
     artifacts = resources(template, "Custom::ModelArtifact")

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Template
 from mme_constructs import EndpointAutoscaling, ModelBucket, MultiModelEndpoint, ServingImage
 from mme_constructs.instance_types import GPU_INSTANCE_TYPES, gpu_instance_type, supports_volume_kms_key
 
-from conftest import REPO_ROOT
+from stack_helpers import REPO_ROOT
 
 
 def new_stack():

@@ -11,7 +11,7 @@ import pytest
 
 from stacks.settings import Settings, SettingsError, settings_from_context
 
-from conftest import REPO_ROOT
+from stack_helpers import REPO_ROOT
 
 
 def parse(**context):

@@ -36,7 +36,7 @@ from typing import Callable, Mapping, Sequence
 
 from . import PACKAGER_FORMAT
 from .archive import DEFAULT_GZIP_LEVEL, DigestSink, GzipWriter, TarWriter, manifest_json, member_order, parent_dirs
-from .errors import PackagingError, SourceError, SpecError, UploadError
+from .errors import PackagingError, SourceError, SpecError, UploadError, s3_error
 from .sources import (
     UNLIMITED,
     Budget,
@@ -55,7 +55,6 @@ from .upload import (
     LocalFileWriter,
     MultipartUploadWriter,
     abort_stale_uploads,
-    s3_error,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +66,12 @@ CONFIG_FILE = "model-config.yaml"
 MANIFEST_PATH = "MAR-INF/MANIFEST.json"
 WEIGHTS_DIR = "weights"
 CONTENT_TYPE = "application/gzip"
+
+
+def key_prefix(prefix: str) -> str:
+    """``'/models'`` -> ``'models/'``, ``''`` or ``'/'`` -> ``''``: how archive keys start in the bucket."""
+    stripped = prefix.strip("/")
+    return stripped + "/" if stripped else ""
 
 
 def target_model_name(model_name: str, input_digest: str) -> str:
@@ -136,7 +141,7 @@ class S3Destination:
     def __init__(self, s3, bucket: str, prefix: str = "models/", kms_key_id: str | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = key_prefix(prefix)
         self.kms_key_id = kms_key_id
 
     def key_for(self, target_model: str) -> str:  # noqa: D102
@@ -234,14 +239,13 @@ class LocalDestination:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    """Everything known before the first weight byte: digest, key, members."""
+    """Everything known before the first weight byte: input digest, archive name, the inputs' listings."""
 
     model_name: str
     input_digest: str
     target_model: str
     sources: SourceTree
     spec: WeightsSpec
-    weights_identity: dict
     s3_listing: list[dict] | None = None
     local_listing: list[dict] | None = None
 
@@ -284,8 +288,7 @@ def plan(model_name: str, sources: SourceTree, spec: WeightsSpec, *, gzip_level:
         identity["files"] = [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in local_listing]
     digest = compute_input_digest(model_name, sources, identity, gzip_level)
     return Plan(model_name=model_name, input_digest=digest, target_model=target_model_name(model_name, digest),
-                sources=sources, spec=spec, weights_identity=identity, s3_listing=s3_listing,
-                local_listing=local_listing)
+                sources=sources, spec=spec, s3_listing=s3_listing, local_listing=local_listing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +382,6 @@ def _build(the_plan: Plan, weights: list[WeightFile], destination, key: str,
             else:
                 stream = payload.open(options.budget, options.retry)  # type: ignore[union-attr]
                 try:
-                    if total is not None and payload.size is None:  # type: ignore[union-attr]
-                        total = None
                     tar.begin_file(path, stream.size)
                     while chunk := stream.read():
                         tar.write(chunk)

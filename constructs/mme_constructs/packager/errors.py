@@ -47,3 +47,11 @@ def describe(exc: BaseException) -> str:
     text = one_line(exc)
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+def s3_error(err: BaseException) -> str:
+    """``Code: message`` of a botocore ``ClientError`` (S3, Secrets Manager...), else the type and text."""
+    error = (getattr(err, "response", None) or {}).get("Error", {})
+    if error.get("Code"):
+        return f"{error['Code']}: {error['Message']}" if error.get("Message") else str(error["Code"])
+    return f"{type(err).__name__}: {err}"

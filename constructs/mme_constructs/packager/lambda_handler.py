@@ -42,11 +42,11 @@ import os
 from urllib.parse import urlparse
 
 from . import PACKAGER_FORMAT
-from .core import PackageOptions, S3Destination, package, target_model_pattern
-from .errors import SourceError, SpecError, describe
+from .core import PackageOptions, S3Destination, key_prefix, package, target_model_pattern
+from .errors import SourceError, SpecError, describe, s3_error
 from .sources import Budget, RetryPolicy, SourceTree, secret_token_provider
 from .specs import parse_spec
-from .upload import abort_stale_uploads, s3_error
+from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE, abort_stale_uploads
 
 log = logging.getLogger("mme_packager")
 # INFO from the packager's own loggers reaches the Lambda runtime's root handler (CloudWatch);
@@ -142,11 +142,11 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
                       where="WeightsSpec")
     if spec.kind == "local":
         raise SpecError("WeightsSpec kind 'local' only works with `mme package`; use huggingface, url or s3 here")
-    max_in_flight = int(_env_number("MME_PACKAGER_MAX_IN_FLIGHT", 4))
+    max_in_flight = int(_env_number("MME_PACKAGER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT))
     s3, secrets_factory = _clients(max_in_flight)
     options = PackageOptions(
         gzip_level=props["GzipLevel"],
-        part_size=int(_env_number("MME_PACKAGER_PART_SIZE_MIB", 16) * (1 << 20)),
+        part_size=int(_env_number("MME_PACKAGER_PART_SIZE_MIB", DEFAULT_PART_SIZE >> 20) * (1 << 20)),
         max_in_flight=max_in_flight,
         retry=RetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
         budget=budget,
@@ -179,21 +179,26 @@ def _log_progress():
 
 
 def _delete(event: dict) -> dict:
+    # Only the properties that name the object are read, and none is validated beyond that: a
+    # resource whose Create failed on a bad property gets a Delete with the same properties,
+    # and failing it too would leave the stack in ROLLBACK_FAILED / DELETE_FAILED.
     physical = event.get("PhysicalResourceId") or ""
-    props = _props(event)
+    props = event.get("ResourceProperties") or {}
+    bucket, model_name = props.get("Bucket"), props.get("ModelName")
     parsed = urlparse(physical)
     key = parsed.path.lstrip("/")
-    prefix = props["Prefix"].strip("/") + "/" if props["Prefix"].strip("/") else ""
+    prefix = key_prefix(str(props.get("Prefix", "models/")))
     name = key[len(prefix):] if key.startswith(prefix) else ""
-    if parsed.scheme != "s3" or parsed.netloc != props["Bucket"] or not target_model_pattern(props["ModelName"]).match(name):
+    if parsed.scheme != "s3" or not bucket or parsed.netloc != bucket or not isinstance(model_name, str) \
+            or not target_model_pattern(model_name).match(name):
         log.info("physical id %r is not an archive this packager wrote; nothing to delete", physical)
         return {"PhysicalResourceId": physical}
     s3, _ = _clients(1)
     try:
-        s3.delete_object(Bucket=props["Bucket"], Key=key)
+        s3.delete_object(Bucket=bucket, Key=key)
     except Exception as err:  # noqa: BLE001
         raise SourceError(f"cannot delete {physical}: {s3_error(err)}") from None
-    abort_stale_uploads(s3, props["Bucket"], key)
+    abort_stale_uploads(s3, bucket, key)
     log.info("deleted %s", physical)
     return {"PhysicalResourceId": physical}
 

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Protocol
 from urllib.parse import quote, urlparse, urlunparse
 
 from . import PACKAGER_FORMAT
-from .errors import BudgetExceeded, DigestMismatch, SourceError, SpecError
+from .errors import BudgetExceeded, DigestMismatch, SourceError, SpecError, s3_error
 from .specs import FileEntry, WeightsSpec, safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -443,15 +443,6 @@ def _http_json(url: str, *, budget: Budget, retry: RetryPolicy, token: str | Non
 # ---------------------------------------------------------------------------------------------
 # S3
 # ---------------------------------------------------------------------------------------------
-def _s3_error(err: Exception) -> str:
-    response = getattr(err, "response", None) or {}
-    code = response.get("Error", {}).get("Code")
-    message = response.get("Error", {}).get("Message")
-    if code:
-        return f"{code}: {message}" if message else str(code)
-    return f"{type(err).__name__}: {err}"
-
-
 def _s3_opener(s3, bucket: str, key: str, etag: str | None, label: str) -> Opener:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
@@ -466,8 +457,8 @@ def _s3_opener(s3, bucket: str, key: str, etag: str | None, label: str) -> Opene
         except ClientError as err:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status >= 500 or status == 429:
-                raise _Resumable(f"S3 {_s3_error(err)}") from None
-            raise SourceError(f"{label}: S3 {_s3_error(err)}") from None
+                raise _Resumable(f"S3 {s3_error(err)}") from None
+            raise SourceError(f"{label}: S3 {s3_error(err)}") from None
         except BotoCoreError as err:
             raise _Resumable(f"S3 {type(err).__name__}") from None
         total = resp["ContentLength"] + offset
@@ -517,7 +508,7 @@ def list_s3_weights(s3, spec: WeightsSpec) -> list[dict]:
                 safe_relative_path(rel, f"object {obj['Key']}")
                 objects.append({"key": obj["Key"], "path": rel, "size": obj["Size"], "etag": obj.get("ETag")})
     except ClientError as err:
-        raise SourceError(f"weights at {spec.s3_uri}: S3 {_s3_error(err)}") from None
+        raise SourceError(f"weights at {spec.s3_uri}: S3 {s3_error(err)}") from None
     if not objects:
         raise SourceError(f"weights at {spec.s3_uri}: no objects under that prefix")
     return sorted(objects, key=lambda o: o["path"])
@@ -672,7 +663,7 @@ def secret_token_provider(secrets_client, secret_arn: str) -> Callable[[], str]:
             try:
                 value = secrets_client.get_secret_value(SecretId=secret_arn)["SecretString"]
             except Exception as err:  # noqa: BLE001 - any failure is the same for the user
-                raise SourceError(f"cannot read the Hub token secret {secret_arn}: {_s3_error(err)}") from None
+                raise SourceError(f"cannot read the Hub token secret {secret_arn}: {s3_error(err)}") from None
             token = value.strip()
             if token.startswith("{"):
                 try:

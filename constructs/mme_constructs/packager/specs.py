@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
@@ -161,7 +161,6 @@ class WeightsSpec:
     sha256: str | None = None
     kms_key_arn: str | None = None
     local_path: str | None = None
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     # ---- views --------------------------------------------------------------------------
     def to_json_dict(self) -> dict:
@@ -221,10 +220,6 @@ class WeightsSpec:
         """True when the ``s3`` spec names a prefix (``s3://bucket/prefix/``)."""
         return bool(self.s3_uri) and (self.s3_key == "" or self.s3_key.endswith("/"))
 
-    def secret_arns(self) -> list[str]:
-        """Secrets Manager ARNs the packager must read (for the IAM grant)."""
-        return [self.token_secret_arn] if self.token_secret_arn else []
-
 
 def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
     """Validate a spec mapping (from YAML or JSON) and return a :class:`WeightsSpec`.
@@ -243,15 +238,14 @@ def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
     kind = data.get("kind")
     if kind not in KINDS:
         raise SpecError(f"{where}.kind: must be one of {', '.join(KINDS)}, got {kind!r}")
-    raw = dict(data)
 
     if kind == "none":
         _check_keys(data, {"kind"}, where)
-        return WeightsSpec(kind="none", raw=raw)
+        return WeightsSpec(kind="none")
 
     if kind == "local":
         _check_keys(data, {"kind", "path"}, where)
-        return WeightsSpec(kind="local", local_path=_str(data, "path", where), raw=raw)
+        return WeightsSpec(kind="local", local_path=_str(data, "path", where))
 
     if kind == "huggingface":
         _check_keys(data, {"kind", "repo_id", "revision", "allow_patterns", "ignore_patterns",
@@ -272,13 +266,12 @@ def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
         base_url = _http_url((_str(data, "base_url", where, required=False) or DEFAULT_HF_BASE_URL).rstrip("/"),
                              f"{where}.base_url")
         return WeightsSpec(kind="huggingface", repo_id=repo_id, revision=revision, allow_patterns=allow,
-                           ignore_patterns=ignore, token_secret_arn=secret, base_url=base_url, files=files,
-                           raw=raw)
+                           ignore_patterns=ignore, token_secret_arn=secret, base_url=base_url, files=files)
 
     if kind == "url":
         _check_keys(data, {"kind", "files"}, where)
         files = _file_list(data.get("files"), f"{where}.files", need_url=True)
-        return WeightsSpec(kind="url", files=files, raw=raw)
+        return WeightsSpec(kind="url", files=files)
 
     # kind == "s3"
     _check_keys(data, {"kind", "uri", "path", "sha256", "kms_key_arn"}, where)
@@ -299,7 +292,7 @@ def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
     kms = _str(data, "kms_key_arn", where, required=False)
     if kms and not _KMS_ARN.match(kms):
         raise SpecError(f"{where}.kms_key_arn: must be a KMS key ARN, got {kms!r}")
-    return WeightsSpec(kind="s3", s3_uri=uri, path=path, sha256=sha, kms_key_arn=kms, raw=raw)
+    return WeightsSpec(kind="s3", s3_uri=uri, path=path, sha256=sha, kms_key_arn=kms)
 
 
 def _file_list(value: Any, where: str, *, need_url: bool) -> tuple[FileEntry, ...]:

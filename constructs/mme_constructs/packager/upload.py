@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .errors import UploadError
+from .errors import UploadError, s3_error
 from .sources import Budget, UNLIMITED
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,6 @@ MAX_PARTS = 10_000
 DEFAULT_PART_SIZE = 16 << 20
 DEFAULT_MAX_IN_FLIGHT = 4
 STALE_UPLOAD_AGE = timedelta(minutes=20)
-
-
-def s3_error(err: Exception) -> str:
-    """``Code: message`` of a botocore ``ClientError`` (or the exception's type and text)."""
-    response = getattr(err, "response", None) or {}
-    error = response.get("Error", {})
-    if error.get("Code"):
-        return f"{error['Code']}: {error.get('Message') or ''}".rstrip(": ")
-    return f"{type(err).__name__}: {err}"
 
 
 class MultipartUploadWriter:
@@ -68,7 +59,6 @@ class MultipartUploadWriter:
         self._parts: dict[int, dict] = {}
         self._next_part = 1
         self._cancelled = threading.Event()
-        self.bytes_uploaded = 0
         self.size = 0
         self.completed = False
         self.aborted = False
@@ -121,7 +111,6 @@ class MultipartUploadWriter:
         if resp.get("ChecksumCRC32"):
             part["ChecksumCRC32"] = resp["ChecksumCRC32"]
         self._parts[number] = part
-        self.bytes_uploaded += len(data)
 
     def _raise_part_errors(self) -> None:
         for future in self._futures:
@@ -187,7 +176,8 @@ def abort_and_verify(s3, bucket: str, key: str, upload_id: str, attempts: int = 
         if parts == []:
             # Some S3 implementations keep an empty upload listed for a moment; try again.
             log.info("upload %s has no parts left (attempt %d)", upload_id, attempt)
-        time.sleep(0.5 * attempt)
+        if attempt < attempts:
+            time.sleep(0.5 * attempt)
     log.error("multipart upload %s of s3://%s/%s may still hold parts; the bucket's lifecycle rule "
               "(abort incomplete uploads) removes them", upload_id, bucket, key)
     return False
