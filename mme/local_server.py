@@ -280,6 +280,27 @@ class LocalServer:
         data = json.loads((self.workdir / "key_file.json").read_text())
         return {api: data[api]["key"] for api in ("management", "inference") if api in data}
 
+    def renew_key(self, api: str = "inference", timeout: float = 30.0) -> str:
+        """Ask TorchServe for a new ``inference`` or ``management`` key (its token API,
+        authorised by the ``API`` key of ``key_file.json``, which TorchServe then rewrites);
+        returns the new key. Raises :class:`LocalServerError` when the key file cannot be read
+        or TorchServe refuses."""
+        if api not in ("inference", "management"):
+            raise ValueError(f"api must be 'inference' or 'management', got {api!r}")
+        try:
+            api_key = json.loads((self.workdir / "key_file.json").read_text())["API"]["key"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LocalServerError(f"cannot read the TorchServe API key from {self.workdir}: {exc}") from None
+        query = urllib.parse.urlencode({"type": api})
+        status, _, data = self._http("POST", f"{self.management_url}/token?{query}",
+                                     headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
+        if status != 200:
+            raise LocalServerError(f"TorchServe refused a new {api} key: HTTP {status} {data[:200]!r}")
+        try:
+            return self.keys()[api]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LocalServerError(f"cannot read the renewed {api} key from {self.workdir}: {exc}") from None
+
     def _http(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None,
               timeout: float = 60.0) -> tuple[int, dict, bytes]:
         req = urllib.request.Request(url, data=body, method=method, headers=headers or {})

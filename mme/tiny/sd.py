@@ -251,10 +251,3 @@ def build(out_dir: str | Path, seed: int = 0) -> list[Path]:
     into ``out_dir`` and return the files written (sorted)."""
     out = build_tiny_sd(out_dir, seed=seed)
     return sorted(p for p in out.rglob("*") if p.is_file())
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use
-    import sys
-
-    for path in build(sys.argv[1]):
-        print(path)

@@ -42,6 +42,7 @@ from mme_serving import (
     digest,
     dilate,
     encode_png_b64,
+    finite_float,
     load_json_overrides,
     resolve_file,
 )
@@ -118,9 +119,10 @@ def _embedding(features: torch.Tensor, original_size: tuple, input_size: tuple) 
 
 
 def _as_number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+    number = finite_float(value)
+    if number is None:
         raise RequestError(INVALID_ARGUMENT, f"{what} must be a finite number")
-    return float(value)
+    return number
 
 
 class SamHandler(ServingHandler):
@@ -144,6 +146,8 @@ class SamHandler(ServingHandler):
         model.load_state_dict(state, strict=True)
         self.model = model.to(self.device).eval()
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        with torch.no_grad():  # the prompt encoder's positional grid: the same for every click
+            self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.cache = LRUCache(s.get_int("cache_size", 32, min=0, max=4096))
         self.max_points = s.get_int("max_points", 32, min=1, max=1024)
         self.max_dilate = s.get_int("max_dilate_kernel_size", 101, min=0, max=1001)
@@ -282,17 +286,18 @@ class SamHandler(ServingHandler):
             boxes = torch.as_tensor(box, dtype=torch.float32, device=dev)
         sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
         low_res, iou = model.mask_decoder(
-            image_embeddings=embedding.features, image_pe=model.prompt_encoder.get_dense_pe(),
+            image_embeddings=embedding.features, image_pe=self.dense_pe,
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=job.multimask,
         )
-        best = int(torch.argmax(iou[0]).item())
+        scores = iou[0].tolist()  # one device->host copy for the choice and the score
+        best = scores.index(max(scores))  # the first best, as torch.argmax
         logits = model.postprocess_masks(low_res[:, best:best + 1], embedding.input_size, embedding.original_size)
         mask = (logits[0, 0] > model.mask_threshold).cpu().numpy()
         if job.dilate > 1:
             mask = dilate(mask, job.dilate)
         return {
             "generated_image": encode_png_b64(mask, self.png_compress_level),
-            "score": float(iou[0, best].item()),
+            "score": scores[best],
             "image_id": job.image_id,
             "embedding_cached": cached,
         }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from handler_testlib import build_tiny, package_model  # noqa: F401  (package_model: also used by the sd tests)
+from handler_testlib import package_model  # noqa: F401  (re-exported: handlers_conftest(...).package_model)
+
+from mme.tiny import build as build_tiny
 
 
 def pytest_configure(config):

@@ -27,8 +27,6 @@ for p in (REPO, SOURCES / "common"):
 
 from ts.context import Context, RequestProcessor  # noqa: E402
 
-from mme.tiny import build as build_tiny  # noqa: E402
-
 # ---------------------------------------------------------------------------------------------- images
 def png_bytes(image, fmt: str = "PNG", **save_kwargs) -> bytes:
     """Encode an array/PIL image (default PNG)."""
@@ -59,6 +57,13 @@ def sample_image(width: int, height: int, seed: int = 0) -> np.ndarray:
     return img
 
 sample_image.__test__ = False  # not a test function
+
+def rect_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A (height, width) bool mask with ``box`` = (left, top, right, bottom) set."""
+    mask = np.zeros((height, width), dtype=bool)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = True
+    return mask
 
 # ---------------------------------------------------------------------------------------------- contexts
 def load_handler_class(name: str):
@@ -123,6 +128,14 @@ def model_dir_with(tmp: Path, name: str, weights: Path) -> Path:
     shutil.copytree(weights, d / "weights", dirs_exist_ok=True)
     shutil.copy2(SOURCES / name / "model-config.yaml", d / "model-config.yaml")
     return d
+
+def start_handler(name: str, tmp: Path, weights: Path, **handler_overrides):
+    """``(handler, ctx)``: the ``name`` handler initialized on a model dir under ``tmp`` holding
+    ``weights`` and the shipped model-config.yaml with ``handler_overrides``."""
+    handler = load_handler_class(name)()
+    ctx = make_context(model_dir_with(tmp, name, weights), model_config(name, **handler_overrides))
+    handler.initialize(ctx)
+    return handler, ctx
 
 # ---------------------------------------------------------------------------------------------- packaging
 def package_model(name: str, weights_dir: Path, out_dir: Path) -> Path:

@@ -1,14 +1,11 @@
 """Test helpers of the sd handler tests: tiny weights, the sd handler module, request builders
-(contexts, batches, PNG/base64 and packaging come from ``handler_testlib``).
-
-The handler is imported from model_sources/sd/handler.py under the unique module name
-``sd_handler`` (every model's handler file is called handler.py), with model_sources/common
-and model_sources/sd on sys.path as TorchServe's model dir would have them.
+(contexts, batches, PNG/base64, masks, packaging and the handler import come from
+``handler_testlib``, which puts model_sources/common and model_sources/sd on sys.path as
+TorchServe's model dir would have them).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,23 +13,12 @@ from typing import Any
 import handler_testlib
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-SD_SOURCE = REPO / "model_sources" / "sd"
-COMMON_SOURCE = REPO / "model_sources" / "common"
-for _p in (str(COMMON_SOURCE), str(SD_SOURCE), str(REPO)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+SD_SOURCE = handler_testlib.SOURCES / "sd"
 
 
 def load_handler_module():
-    """model_sources/sd/handler.py as the module ``sd_handler`` (imported once)."""
-    if "sd_handler" in sys.modules:
-        return sys.modules["sd_handler"]
-    spec = importlib.util.spec_from_file_location("sd_handler", SD_SOURCE / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sd_handler"] = module
-    spec.loader.exec_module(module)
-    return module
+    """model_sources/sd/handler.py as a module (imported once, by ``handler_testlib``)."""
+    return sys.modules[handler_testlib.load_handler_class("sd").__module__]
 
 
 def build_model_dir(root: Path, fp32_files: bool = True) -> Path:
@@ -63,19 +49,12 @@ run_batch = handler_testlib.run_batch
 b64_png = handler_testlib.b64_png
 decode_png = handler_testlib.decode_b64_png
 package_model = handler_testlib.package_model
+rect_mask = handler_testlib.rect_mask
 
 
 def noise_image(w: int, h: int, seed: int = 0) -> np.ndarray:
     """A deterministic (h, w, 3) uint8 noise image."""
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def rect_mask(w: int, h: int, box: tuple[int, int, int, int]) -> np.ndarray:
-    """A (h, w) bool mask with ``box`` = (left, top, right, bottom) set."""
-    m = np.zeros((h, w), dtype=bool)
-    x0, y0, x1, y1 = box
-    m[y0:y1, x0:x1] = True
-    return m
 
 
 def inpaint_request(image: np.ndarray, mask: np.ndarray, prompt: str = "a red vase on a table",

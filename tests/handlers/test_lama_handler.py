@@ -16,12 +16,12 @@ from handler_testlib import (
     b64_png,
     decode_b64_png,
     load_handler_class,
-    make_context,
     model_config,
-    model_dir_with,
     png_bytes,
+    rect_mask,
     run_batch,
     sample_image,
+    start_handler,
 )
 
 PARAMS = Path(__file__).parent / "data" / "big_lama_generator_params.json"
@@ -37,10 +37,7 @@ def big_lama():
 
 
 def make_handler(tmp_path, weights, **overrides):
-    handler = load_handler_class("lama")()
-    ctx = make_context(model_dir_with(tmp_path, "lama", weights), model_config("lama", **overrides))
-    handler.initialize(ctx)
-    return handler, ctx
+    return start_handler("lama", tmp_path, weights, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +46,7 @@ def lama(tmp_path_factory, tiny_weights):
 
 
 def hole(width=W, height=H, box=(8, 6, 20, 17)):
-    mask = np.zeros((height, width), np.uint8)
-    x0, y0, x1, y1 = box
-    mask[y0:y1, x0:x1] = 255
-    return mask
+    return rect_mask(width, height, box).astype(np.uint8) * 255
 
 
 def req(image, mask, **extra):

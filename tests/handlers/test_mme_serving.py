@@ -138,6 +138,16 @@ def test_mask_binarization_and_checks():
     assert not ms.mask_from_image(Image.fromarray(np.zeros((7, 9), np.uint8)), (9, 7), allow_empty=True).any()
 
 
+def test_mask_size_checked_from_the_header_before_decoding():
+    """A mask of the wrong size is refused from its header: no pixel of it is decoded."""
+    wrong = _png_claiming(5000, 3000)  # header only: its pixel data would not decode
+    assert code_of(ms.decode_image, wrong, "image") == "invalid_image"
+    req = Request({"mask_image": base64.b64encode(wrong).decode()})
+    assert code_of(req.mask, (40, 25)) == "mask_size_mismatch"
+    good = Request({"mask_image": b64_png(np.full((25, 40), 255, np.uint8))})
+    assert good.mask((40, 25)).all()
+
+
 def test_encode_png_is_lossless_and_binary_for_masks():
     mask = np.zeros((5, 6), bool)
     mask[1:3, 2:5] = True
@@ -192,7 +202,7 @@ def test_gen_args_object_string_and_defaults_agree():
     ({"steps": 30.5}, "invalid_argument"), ({"steps": "30"}, "invalid_argument"), ({"steps": True}, "invalid_argument"),
     ({"steps": 0}, "out_of_range"), ({"steps": 51}, "out_of_range"),
     ({"scale": "high"}, "invalid_argument"), ({"scale": -0.1}, "out_of_range"), ('{"scale": NaN}', "invalid_argument"),
-    ('{"scale": Infinity}', "invalid_argument"),
+    ('{"scale": Infinity}', "invalid_argument"), ('{"scale": 1%s}' % ("0" * 400), "invalid_argument"),
     ({"flag": 1}, "invalid_argument"), ({"flag": "true"}, "invalid_argument"),
     ({"mode": "c"}, "invalid_argument"), ({"mode": 1}, "invalid_argument"),
 ])

@@ -13,21 +13,17 @@ from handler_testlib import (
     b64_png,
     decode_b64_png,
     load_handler_class,
-    make_context,
-    model_config,
-    model_dir_with,
     png_bytes,
     run_batch,
     sample_image,
+    start_handler,
 )
 
 W, H = 45, 31  # odd sizes on purpose
 
 
 def make_handler(tmp_path, tiny_weights, **overrides):
-    handler = load_handler_class("sam")()
-    ctx = make_context(model_dir_with(tmp_path, "sam", tiny_weights("sam")), model_config("sam", **overrides))
-    handler.initialize(ctx)
+    handler, ctx = start_handler("sam", tmp_path, tiny_weights("sam"), **overrides)
     calls = []
     handler.model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
     return handler, ctx, calls
@@ -204,6 +200,8 @@ GOOD = {"point_coords": [10, 10], "point_labels": 1}
     ({"image": "IMG", "gen_args": {"point_coords": "5,5"}}, "invalid_argument"),
     ({"image": "IMG", "gen_args": {"point_coords": [5]}}, "invalid_argument"),
     ({"image": "IMG", "gen_args": {"point_coords": ["a", 5]}}, "invalid_argument"),
+    ({"image": "IMG", "gen_args": {"point_coords": [10**400, 5]}}, "invalid_argument"),  # not a float: 400, not 500
+    ({"image": "IMG", "gen_args": {"box": [0, 0, 10**400, 5]}}, "invalid_argument"),
     ({"image": "IMG", "gen_args": {"point_coords": [[5, 5]] * 33}}, "invalid_argument"),
     ({"image": "IMG", "gen_args": {"box": [1, 2, 3]}}, "invalid_argument"),
     ({"image": "IMG", "gen_args": {**GOOD, "dilate_kernel_size": -1}}, "out_of_range"),

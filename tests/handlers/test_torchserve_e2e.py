@@ -130,6 +130,20 @@ def test_error_responses_are_json_with_the_status(server):
     assert json.loads(body)["error"]["code"] == "missing_field"
 
 
+def test_renew_key_replaces_the_inference_key(server):
+    old = server.keys()["inference"]
+    new = server.renew_key("inference")
+    assert new and new != old and server.keys()["inference"] == new
+    stale = urllib.request.Request(f"{server.inference_url}/predictions/sam", data=b"{}", method="POST",
+                                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {old}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(stale, timeout=10)
+    refusal = err.value.read().decode(errors="replace")
+    assert err.value.code in (400, 401) and "error" not in json.loads(refusal), refusal  # TorchServe, not the handler
+    status, body = predict(server, "sam", {"gen_args": {}})  # the new key (read from key_file.json) works
+    assert status == 400 and body["error"]["code"] == "missing_field"
+
+
 def test_unregister(server):
     server.unregister("lama")
     assert server.models() == ["sam"]

@@ -22,12 +22,12 @@ from .codec import (
 from .config import ConfigError, Settings, load_json_overrides, resolve_file, select_device
 from .errors import RequestError, error_body
 from .ops import composite, dilate
-from .request import Arg, Request, digest, parse_body, parse_gen_args
+from .request import Arg, Request, digest, finite_float, parse_body, parse_gen_args
 
 __all__ = [
     "ALLOWED_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "JSON_CONTENT_TYPE", "Arg", "ConfigError",
     "ImageLimits", "LRUCache", "Request", "RequestError", "ServingHandler", "Settings",
     "b64decode_field", "decode_b64_image", "decode_image", "digest", "encode_png", "encode_png_b64",
-    "error_body", "load_json_overrides", "mask_from_image", "parse_body", "parse_gen_args",
+    "error_body", "finite_float", "load_json_overrides", "mask_from_image", "parse_body", "parse_gen_args",
     "resolve_file", "select_device", "composite", "dilate",
 ]

@@ -73,13 +73,23 @@ def b64decode_field(value: object, field: str, limits: ImageLimits | None = None
         raise RequestError(INVALID_BASE64, f"'{field}' is not valid base64") from None
 
 
+def _check_size(actual: tuple[int, int], size: tuple[int, int], field: str) -> None:
+    """``mask_size_mismatch`` unless ``actual`` (w, h) equals the image ``size`` (w, h)."""
+    if tuple(actual) != tuple(size):
+        raise RequestError(
+            MASK_SIZE_MISMATCH,
+            f"'{field}' is {actual[0]}x{actual[1]} but the image is {size[0]}x{size[1]}",
+        )
+
+
 def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None = None,
-                 mode: str = "RGB") -> Image.Image:
+                 mode: str = "RGB", size: tuple[int, int] | None = None) -> Image.Image:
     """Decode PNG/JPEG/WebP bytes into a loaded PIL image converted to ``mode``.
 
     Raises ``invalid_image`` for anything else (or a truncated file) and ``image_too_large``
     when the header declares more than ``limits.max_pixels`` pixels or Pillow flags a
-    decompression bomb. Animated images yield their first frame.
+    decompression bomb. With ``size`` (w, h), a header of another size is a
+    ``mask_size_mismatch``, before any pixel is decoded. Animated images yield their first frame.
     """
     limits = limits or ImageLimits()
     try:
@@ -94,6 +104,8 @@ def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None =
                 )
             if width < limits.min_side or height < limits.min_side:
                 raise RequestError(INVALID_IMAGE, f"'{field}' is {width}x{height}; each side must be at least {limits.min_side}")
+            if size is not None:
+                _check_size(img.size, size, field)
             img.load()
             if img.mode != mode:
                 img = img.convert(mode)
@@ -121,11 +133,7 @@ def mask_from_image(mask_img: Image.Image, size: tuple[int, int], field: str = "
     ``size`` is the (width, height) of the image the mask belongs to. Returns a bool array
     (H, W). Raises ``mask_size_mismatch`` and (unless ``allow_empty``) ``empty_mask``.
     """
-    if mask_img.size != tuple(size):
-        raise RequestError(
-            MASK_SIZE_MISMATCH,
-            f"'{field}' is {mask_img.size[0]}x{mask_img.size[1]} but the image is {size[0]}x{size[1]}",
-        )
+    _check_size(mask_img.size, size, field)
     if mask_img.mode != "L":
         mask_img = mask_img.convert("L")
     mask = np.asarray(mask_img) > threshold

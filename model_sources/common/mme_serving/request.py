@@ -84,6 +84,18 @@ class Arg:
     parse: Callable[[Any, str], Any] | None = None
 
 
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a finite real number (bools, NaN,
+    infinities, and JSON integers too large for a float all give None, never an exception)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # e.g. a 400-digit JSON integer
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _check_type(name: str, value: Any, arg: Arg) -> Any:
     kind = arg.kind
     if kind is bool:
@@ -101,10 +113,10 @@ def _check_type(name: str, value: Any, arg: Arg) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RequestError(INVALID_ARGUMENT, f"gen_args.{name} must be a number")
-        value = float(value)
-        if not math.isfinite(value):
+        number = finite_float(value)
+        if number is None:
             raise RequestError(INVALID_ARGUMENT, f"gen_args.{name} must be a finite number")
-        return value
+        return number
     if kind is str:
         if not isinstance(value, str):
             raise RequestError(INVALID_ARGUMENT, f"gen_args.{name} must be a string")
@@ -202,18 +214,14 @@ class Request:
     def mask(self, size: tuple[int, int], field: str = "mask_image", threshold: int = 127,
              allow_empty: bool = False) -> np.ndarray:
         """Decode a required base64 mask (bool array, True = masked) of image ``size`` (w, h)."""
-        img = decode_image(self.image_bytes(field), field, self.limits, mode="L")
+        img = decode_image(self.image_bytes(field), field, self.limits, mode="L", size=size)
         return mask_from_image(img, size, field, threshold, allow_empty)
 
     def text(self, field: str, required: bool = True, max_chars: int = 1000, allow_empty: bool = False,
              default: str = "") -> str:
         """A text field, stripped. Errors: ``missing_field``, ``invalid_field``,
         ``empty_<field>`` (blank when not allowed), ``<field>_too_long``."""
-        value = self.field(field, (str, bytes, bytearray), required=required, default=None)
-        if value is None:
-            if required:  # pragma: no cover - field() already raised
-                raise RequestError(MISSING_FIELD, f"'{field}' is required")
-            value = default
+        value = self.field(field, (str, bytes, bytearray), required=required, default=default)
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", errors="replace")
         value = value.strip()
