@@ -67,14 +67,9 @@ def ensure_weights(name: str, size: str, cache_dir: Path, sam_type: str = "vit_h
     tmp.mkdir(parents=True)
     start = time.perf_counter()
     if size == "tiny":
-        if name == "sd":
-            from mme.tiny.sd import build_tiny_sd
+        from mme import tiny
 
-            build_tiny_sd(tmp)
-        else:
-            from mme import tiny
-
-            tiny.build(name, tmp)
+        tiny.build(name, tmp)
     else:
         log(f"building full-size {name} weights into {target} (once)...")
         cmd = [sys.executable, "-m", "bench.full_size", name, str(tmp)]

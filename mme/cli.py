@@ -28,9 +28,17 @@ class CommandError(Exception):
         self.code = code
 
 
+class Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose usage errors are one line (``mme <command>: error: ... (see ...
+    --help)``, exit 2) instead of the usage block; subparsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="mme", description="Image-editing multi-model endpoint tools.")
+    parser = Parser(prog="mme", description="Image-editing multi-model endpoint tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         import_module(module).register(subparsers)

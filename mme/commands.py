@@ -15,12 +15,12 @@ shows it). On a terminal, slow steps show progress and elapsed time on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -68,32 +68,25 @@ class Progress:
                 self.stream.flush()
             frame += 1
 
+    @contextlib.contextmanager
     def step(self, label: str):
-        """Context manager around one slow step: spinner + elapsed time, then ``label ... done (Ns)``."""
-        progress = self
-
-        class _Step:
-            def __enter__(self_inner):
-                progress._label, progress._started = label, time.monotonic()
-                if progress.enabled:
-                    progress._stop.clear()
-                    progress._thread = threading.Thread(target=progress._spin, daemon=True)
-                    progress._thread.start()
-                return progress
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                elapsed = time.monotonic() - progress._started
-                if progress._thread is not None:
-                    progress._stop.set()
-                    progress._thread.join()
-                    with progress._lock:
-                        progress._clear()
-                    progress._thread = None
-                if exc_type is None:
-                    progress.note(f"{label}: done in {elapsed:.1f}s")
-                return False
-
-        return _Step()
+        """Context manager around one slow step: spinner + elapsed time, then ``label: done in Ns``."""
+        self._label, self._started = label, time.monotonic()
+        if self.enabled:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+        try:
+            yield self
+        finally:
+            elapsed = time.monotonic() - self._started
+            if self._thread is not None:
+                self._stop.set()
+                self._thread.join()
+                with self._lock:
+                    self._clear()
+                self._thread = None
+        self.note(f"{label}: done in {elapsed:.1f}s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,10 +145,11 @@ def positive_int(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------------------------
-def _one_line_error(parser: argparse.ArgumentParser):
-    def error(self, message):  # noqa: ARG001
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-    return types.MethodType(error, parser)
+STATE_DIR_HELP = "state directory of the local server (default: $MME_STATE_DIR, $XDG_STATE_HOME/mme or ~/.local/state/mme)"
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="print progress messages even when not on a terminal")
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -171,14 +165,13 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
     group.add_argument("--local", action="store_true",
                        help="use the local TorchServe started by `mme local up`")
-    group.add_argument("--state-dir", metavar="DIR",
-                       help="state directory of the local server (default: $MME_STATE_DIR, "
-                            "$XDG_STATE_HOME/mme or ~/.local/state/mme)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print progress messages even when not on a terminal")
+    group.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
+    _add_verbose(parser)
 
 
 def register(subparsers) -> None:
-    """Add ``select``, ``erase``, ``replace`` and ``local`` to the ``mme`` command's subparsers."""
+    """Add ``select``, ``erase``, ``replace`` and ``local`` to the ``mme`` command's subparsers
+    (usage errors are one line through the parser class of ``mme.cli``)."""
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = subparsers.add_parser(
@@ -200,7 +193,6 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", metavar="MASK.png", required=True, help="where to write the mask (PNG)")
     _add_target_options(p)
     p.set_defaults(func=command(cmd_select), mme_prog=p.prog, mme_models=("sam",))
-    p.error = _one_line_error(p)
 
     p = subparsers.add_parser(
         "erase", help="remove the masked object and fill the hole from its surroundings (LaMa)",
@@ -212,7 +204,6 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result (.png, .jpg, .webp)")
     _add_target_options(p)
     p.set_defaults(func=command(cmd_erase), mme_prog=p.prog, mme_models=("lama",))
-    p.error = _one_line_error(p)
 
     p = subparsers.add_parser(
         "replace", help="repaint the masked area from a text prompt (Stable Diffusion 2 inpainting)",
@@ -231,16 +222,13 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result (.png, .jpg, .webp)")
     _add_target_options(p)
     p.set_defaults(func=command(cmd_replace), mme_prog=p.prog, mme_models=("sd",))
-    p.error = _one_line_error(p)
 
     local = subparsers.add_parser(
         "local", help="run the models on a local TorchServe (up, down, status)",
         description="Serve the models on this machine with TorchServe on 127.0.0.1 (token authorization "
                     "on), from the same archives the endpoint serves. `mme local up --weights tiny` needs "
                     "no downloads: tiny random-weight models (the flow works, the pictures are noise).")
-    local.error = _one_line_error(local)
     actions = local.add_subparsers(dest="local_command", metavar="{up,down,status}", required=True)
-    state_help = "state directory (default: $MME_STATE_DIR, $XDG_STATE_HOME/mme or ~/.local/state/mme)"
 
     p = actions.add_parser("up", help="package the models, start TorchServe in the background, register them",
                            description="Package the enabled models (cdk.json enabledModels, or --models), start "
@@ -250,23 +238,20 @@ def register(subparsers) -> None:
                    help="'tiny' (random-weight tiny models built here, default) or a folder with one subfolder "
                         "per model (sam/, lama/, sd/) holding its weight files")
     p.add_argument("--models", metavar="LIST", help="comma-separated models to serve (default: the enabled ones)")
-    p.add_argument("--state-dir", metavar="DIR", help=state_help)
-    p.add_argument("-v", "--verbose", action="store_true", help="print progress messages even when not on a terminal")
+    p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
+    _add_verbose(p)
     p.set_defaults(func=command(cmd_local_up), mme_prog=p.prog)
-    p.error = _one_line_error(p)
 
     p = actions.add_parser("down", help="stop the local TorchServe (no process is left behind)",
                            description="Stop the local TorchServe and every process it started.")
-    p.add_argument("--state-dir", metavar="DIR", help=state_help)
+    p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     p.set_defaults(func=command(cmd_local_down), mme_prog=p.prog)
-    p.error = _one_line_error(p)
 
     p = actions.add_parser("status", help="is the local TorchServe running, where, with which models",
                            description="Show the local server's state. Exit status 0 when it runs, 1 otherwise.")
-    p.add_argument("--state-dir", metavar="DIR", help=state_help)
+    p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=command(cmd_local_status), mme_prog=p.prog)
-    p.error = _one_line_error(p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,11 +270,6 @@ def command(fn):
     wrapped.__name__ = wrapped.__qualname__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
     return wrapped
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run a parsed command from :func:`register` (``args.func``); returns the exit status."""
-    return args.func(args)
 
 
 def _run(fn, args: argparse.Namespace) -> int:
@@ -323,8 +303,7 @@ def _fail(prog: str, exc, code: int) -> int:
 
 
 def _client(args, progress: Progress):
-    from mme.client import EditingClient
-    from mme.client.stack import DEFAULT_STACK_NAME
+    from mme.client import DEFAULT_STACK_NAME, MODELS, EditingClient
 
     remote = args.endpoint or args.stack_name or args.target_model
     if args.local and remote:
@@ -344,8 +323,8 @@ def _client(args, progress: Progress):
 
     overrides = {}
     for name, target in args.target_model:
-        if name not in ("sam", "lama", "sd"):
-            raise UsageError(f"--target-model {name}=...: unknown model {name!r} (sam, lama, sd)")
+        if name not in MODELS:
+            raise UsageError(f"--target-model {name}=...: unknown model {name!r} ({', '.join(MODELS)})")
         overrides[name] = target
     stack = args.stack_name or os.environ.get("MME_STACK_NAME") or DEFAULT_STACK_NAME
     backend = SageMakerBackend.from_stack(stack, endpoint_name=args.endpoint, target_models=overrides,
@@ -425,7 +404,7 @@ def cmd_erase(args) -> int:
     out = _check_output(args.output)
     image = encode_image(args.image)
     mask = load_mask(args.mask, image.size)
-    progress = Progress(verbose=getattr(args, "verbose", False))
+    progress = Progress(verbose=args.verbose)
     client = _client(args, progress)
     with progress.step(f"erase ({client.backend.describe()})"):
         image = client.erase(image, mask)
@@ -441,7 +420,7 @@ def cmd_replace(args) -> int:
     out = _check_output(args.output)
     image = encode_image(args.image)
     mask = load_mask(args.mask, image.size)
-    progress = Progress(verbose=getattr(args, "verbose", False))
+    progress = Progress(verbose=args.verbose)
     client = _client(args, progress)
     with progress.step(f"replace ({client.backend.describe()})"):
         image = client.replace(image, mask, args.prompt, negative_prompt=args.negative_prompt,
@@ -508,16 +487,3 @@ def _print_status(info: dict) -> None:
     if info.get("error"):
         print(f"warning: {info['error']}")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point with only these commands (``python -m mme.commands``)."""
-    parser = argparse.ArgumentParser(prog="mme", description="Image editing with SAM, LaMa and SD2 inpainting.")
-    parser.error = _one_line_error(parser)
-    subparsers = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
-    register(subparsers)
-    args = parser.parse_args(argv)
-    return run(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -577,12 +577,13 @@ def plans_from_args(args: argparse.Namespace) -> list[tuple[str, CostPlan]]:
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    """``mme cost``: print the plans; one-line error and exit status 2 on bad input."""
+    """``mme cost``: print the plans; bad input raises ``CommandError`` (one line, exit status 2)."""
+    from mme.cli import CommandError
+
     try:
         plans = plans_from_args(args)
     except CostError as exc:
-        print(f"mme cost: error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), 2) from None
     if args.format == "json":
         print(json.dumps([{"scenario": label, **plan.to_dict()} for label, plan in plans], indent=2))
     elif args.format == "markdown":
@@ -603,9 +604,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mme.cost`` (same options as ``mme cost``)."""
-    parser = add_cost_arguments(argparse.ArgumentParser(prog="mme cost"))
-    return run_cost(parser.parse_args(argv))
+    """``python -m mme.cost``: the same as ``mme cost`` (same options, errors and exit status)."""
+    from mme.cli import main as cli_main
+
+    return cli_main(["cost", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -262,14 +262,16 @@ def up(weights: str = "tiny", models: Iterable[str] | None = None, *, state_over
         packaged = package_models(found, directory / "artifacts", report)
         report("starting TorchServe on 127.0.0.1")
         server = LocalServer(directory / "server", config=_server_config(), start_timeout=start_timeout)
-        try:
-            server.start()
-        except LocalServerError as exc:
-            raise LocalModeError(f"TorchServe did not start: {exc}") from None
         state = {"version": STATE_VERSION, "server_dir": str(server.workdir), "weights": weights_label,
                  "models": packaged, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        # recorded before the start: if this command is killed while TorchServe starts, `down` still
+        # finds the server (its process group is in server/local_server.json from the spawn on)
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
         try:
+            try:
+                server.start()
+            except LocalServerError as exc:
+                raise LocalModeError(f"TorchServe did not start: {exc}") from None
             _register_missing(server, state, report)
         except BaseException:
             _stop(server)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
-import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -124,17 +123,15 @@ class LocalBackend:
 
     def _refresh_inference_key(self) -> None:
         """Ask TorchServe for a new inference key (it rewrites ``key_file.json``)."""
-        try:
-            api_key = json.loads((self.server.workdir / "key_file.json").read_text())["API"]["key"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise EndpointError(f"cannot read the TorchServe API key from {self.server.workdir}: {exc}") from None
-        query = urllib.parse.urlencode({"type": "inference"})
-        status, _, data = self.server._http("POST", f"{self.server.management_url}/token?{query}",
-                                            headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
-        if status != 200:
-            raise EndpointError(f"TorchServe refused a new inference key: HTTP {status} {data[:200]!r}")
-        self._event("renewed the TorchServe inference key")
+        from mme.local_server import LocalServerError
 
+        try:
+            self.server.renew_key("inference")
+        except LocalServerError as exc:
+            raise EndpointError(str(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise EndpointError(f"could not renew the TorchServe inference key: {getattr(exc, 'reason', exc)}") from None
+        self._event("renewed the TorchServe inference key")
 
 def _torchserve_error_type(data: bytes) -> str:
     try:

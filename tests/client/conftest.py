@@ -17,12 +17,9 @@ CLI_TIMEOUT = 300
 
 
 def mme_command() -> list[str]:
-    """The ``mme`` console script of this venv (falls back to ``python -m mme.commands`` only while
-    ``mme/cli.py`` does not exist yet)."""
+    """The ``mme`` console script of this venv (``python -m mme.cli`` where it is not installed)."""
     script = Path(sys.executable).with_name("mme")
-    if (REPO_ROOT / "mme" / "cli.py").exists() and script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "mme.commands"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mme.cli"]
 
 
 @pytest.fixture(scope="session")
