@@ -30,6 +30,8 @@ the CLI, never in the Lambda, which receives the spec as JSON).
 
 from __future__ import annotations
 
+import urllib.parse
+
 import json
 import re
 from dataclasses import dataclass
@@ -221,6 +223,12 @@ class WeightsSpec:
         return bool(self.s3_uri) and (self.s3_key == "" or self.s3_key.endswith("/"))
 
 
+def _token_safe(base_url: str) -> bool:
+    """True where a bearer token may be sent: https, or plain http to this machine (tests, a local mirror)."""
+    parts = urllib.parse.urlsplit(base_url)
+    return parts.scheme == "https" or (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
 def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
     """Validate a spec mapping (from YAML or JSON) and return a :class:`WeightsSpec`.
 
@@ -265,6 +273,9 @@ def parse_spec(data: Any, where: str = "weights") -> WeightsSpec:
             raise SpecError(f"{where}.token_secret_arn: must be a Secrets Manager secret ARN, got {secret!r}")
         base_url = _http_url((_str(data, "base_url", where, required=False) or DEFAULT_HF_BASE_URL).rstrip("/"),
                              f"{where}.base_url")
+        if secret and not _token_safe(base_url):
+            raise SpecError(f"{where}.base_url: a Hub token (token_secret_arn) is only sent over https, "
+                            f"got {base_url!r}")
         return WeightsSpec(kind="huggingface", repo_id=repo_id, revision=revision, allow_patterns=allow,
                            ignore_patterns=ignore, token_secret_arn=secret, base_url=base_url, files=files)
 
