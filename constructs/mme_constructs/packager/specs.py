@@ -30,8 +30,6 @@ the CLI, never in the Lambda, which receives the spec as JSON).
 
 from __future__ import annotations
 
-import urllib.parse
-
 import json
 import re
 from dataclasses import dataclass
@@ -225,7 +223,7 @@ class WeightsSpec:
 
 def _token_safe(base_url: str) -> bool:
     """True where a bearer token may be sent: https, or plain http to this machine (tests, a local mirror)."""
-    parts = urllib.parse.urlsplit(base_url)
+    parts = urlparse(base_url)
     return parts.scheme == "https" or (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
