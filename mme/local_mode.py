@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import mme
+from mme import paths
 
 STATE_FILE = "local.json"
 STATE_VERSION = 1
 ALL_MODELS = ("sam", "lama", "sd")
-REPO_ROOT = Path(mme.__file__).resolve().parent.parent
+REPO_ROOT = paths.REPO_ROOT
 #: TorchServe settings shared with the serving image (container/config.properties); token auth and
 #: the model API are handled by LocalServer (auth stays on locally).
 SHARED_SETTINGS = ("max_request_size", "max_response_size", "default_startup_timeout", "unregister_model_timeout")
@@ -133,11 +133,10 @@ def parse_models(text: str | None) -> tuple[str, ...]:
 
 def model_sources_dir() -> Path:
     """``model_sources/`` of this checkout (``$MME_MODEL_SOURCES`` overrides)."""
-    path = Path(os.environ.get("MME_MODEL_SOURCES") or REPO_ROOT / "model_sources")
-    if not (path / "common").is_dir():
-        raise LocalModeError(f"model sources not found at {path}: run from a checkout of the project "
-                             "or set MME_MODEL_SOURCES")
-    return path
+    try:
+        return paths.model_sources_dir()
+    except FileNotFoundError as err:
+        raise LocalModeError(str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +144,7 @@ def model_sources_dir() -> Path:
 # ---------------------------------------------------------------------------------------------
 def _tiny_builder_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted((Path(mme.__file__).parent / "tiny").glob("*.py")):
+    for path in sorted((Path(paths.__file__).parent / "tiny").glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from mme.paths import model_sources_dir
 
 TINY_ARCH = {"ngf": 8, "n_downsampling": 3, "n_blocks": 2, "ratio_g": 0.75}
 
@@ -29,12 +30,6 @@ class TrainingConfig:
 
     generator: dict = field(default_factory=dict)
     note: str = "tiny random-weight LaMa for tests"
-
-
-def model_sources_dir() -> Path:
-    """The repository's ``model_sources/`` (override with ``MME_MODEL_SOURCES``)."""
-    env = os.environ.get("MME_MODEL_SOURCES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "model_sources"
 
 
 def load_big_lama_module():
