@@ -10,6 +10,7 @@ starting aws-cdk-lib's Node runtime.
 
 from importlib import import_module
 
+from mme_constructs.dlc import DLC_TAG, dlc_image_uri, dlc_registry
 from mme_constructs.instance_types import (
     GPU_INSTANCE_TYPES,
     GpuInstanceType,
@@ -18,19 +19,36 @@ from mme_constructs.instance_types import (
 )
 
 _LAZY = {
-    "EndpointAutoscaling": "mme_constructs.endpoint_autoscaling",
+    "ENDPOINT_METRICS": "mme_constructs.endpoint_metrics",
+    "EndpointMetric": "mme_constructs.endpoint_metrics",
+    "ModelArtifact": "mme_constructs.model_artifact",
+    "ModelArtifactProvider": "mme_constructs.model_artifact",
     "ModelBucket": "mme_constructs.model_bucket",
+    "ModelStore": "mme_constructs.model_store",
     "MultiModelEndpoint": "mme_constructs.multi_model_endpoint",
+    "MultiModelEndpointBase": "mme_constructs.multi_model_endpoint",
+    "ScalableInstanceCount": "mme_constructs.scaling",
     "ServingImage": "mme_constructs.serving_image",
+    "dlc_base_image": "mme_constructs.serving_image",
 }
 
 __all__ = [
+    "DLC_TAG",
+    "ENDPOINT_METRICS",
     "GPU_INSTANCE_TYPES",
-    "EndpointAutoscaling",
+    "EndpointMetric",
     "GpuInstanceType",
+    "ModelArtifact",
+    "ModelArtifactProvider",
     "ModelBucket",
+    "ModelStore",
     "MultiModelEndpoint",
+    "MultiModelEndpointBase",
+    "ScalableInstanceCount",
     "ServingImage",
+    "dlc_base_image",
+    "dlc_image_uri",
+    "dlc_registry",
     "gpu_instance_type",
     "supports_volume_kms_key",
 ]

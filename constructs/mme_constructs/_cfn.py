@@ -1,9 +1,6 @@
-"""Small helpers shared by the constructs: S3 prefixes and logical ids as cdk-nag prints them."""
+"""Small helpers shared by the constructs."""
 
 from __future__ import annotations
-
-from aws_cdk import CfnResource, Stack
-from constructs import Construct
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -12,11 +9,3 @@ def normalize_prefix(prefix: str) -> str:
     if not stripped or any(c in stripped for c in "*?\\ "):
         raise ValueError(f"model_prefix must be a plain S3 key prefix like 'models/', got {prefix!r}")
     return stripped + "/"
-
-
-def logical_id(construct: Construct) -> str:
-    """Logical id of an L2's CloudFormation resource, as cdk-nag prints it in ``<LogicalId.Arn>``."""
-    cfn = construct.node.default_child
-    if isinstance(cfn, CfnResource):
-        return Stack.of(construct).resolve(cfn.logical_id)
-    raise ValueError(f"{construct.node.path} has no CloudFormation resource in this app (imported?)")

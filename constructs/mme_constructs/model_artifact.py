@@ -10,8 +10,7 @@ Typical use in a stack::
 
     artifact = ModelArtifact.from_model_sources(
         self, "SamArtifact", model_sources_dir=REPO_ROOT / "model_sources", model_name="sam",
-        bucket=model_bucket.bucket, encryption_key=model_bucket.encryption_key,
-        model_prefix=model_bucket.model_prefix)
+        model_store=model_bucket.model_store)
     CfnOutput(self, "SamTargetModel", value=artifact.target_model)
 """
 
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import jsii
 from aws_cdk import (
-    Acknowledgment,
     CfnResource,
     CustomResource,
     Duration,
@@ -31,10 +29,8 @@ from aws_cdk import (
     Lazy,
     RemovalPolicy,
     Stack,
-    Validations,
 )
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -42,7 +38,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from mme_constructs._cfn import logical_id, normalize_prefix
+from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs.model_store import ModelStore
 from mme_constructs.packager import PACKAGER_FORMAT
 from mme_constructs.packager.core import MODEL_NAME
 from mme_constructs.packager.errors import SpecError
@@ -80,41 +77,38 @@ class ModelArtifactProvider(Construct):
     * ``s3:GetObject`` on each model's source asset objects (exact keys, not the asset bucket);
     * object actions on ``<bucket>/<prefix><name>-*.tar.gz`` for each model name: PutObject
       (incl. multipart upload parts), GetObject (HEAD), DeleteObject, AbortMultipartUpload,
-      ListMultipartUploadParts, Put/GetObjectTagging;
-    * ``s3:ListBucket`` on the bucket only for those key prefixes (``s3:prefix`` condition),
+      ListMultipartUploadParts, Put/GetObjectTagging (``ModelStore.write_statements``);
+    * ``s3:ListBucket`` on the bucket only for those keys (``s3:prefix`` condition),
       ``s3:ListBucketMultipartUploads`` on the bucket (to clean up orphaned uploads);
-    * ``kms:GenerateDataKey`` + ``kms:Decrypt`` on the bucket key (SSE-KMS multipart uploads);
+    * ``kms:GenerateDataKey`` + ``kms:Decrypt`` on the store's key, if it has one (SSE-KMS uploads);
     * ``secretsmanager:GetSecretValue`` on a spec's token secret, read access to a spec's staged
       S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``), only when a spec names them.
 
     Attributes: ``function`` (the packager), ``role``, ``policy``, ``provider``,
-    ``service_token``, ``bucket``, ``model_prefix``.
+    ``service_token``, ``model_store``, ``model_prefix``.
     """
 
     CONSTRUCT_ID = "ModelArtifactProvider"
 
     @classmethod
-    def of(cls, scope: Construct, *, bucket: s3.IBucket, encryption_key: kms.IKey,
-           model_prefix: str = "models/") -> "ModelArtifactProvider":
-        """The stack's provider, created on first use; every caller must name the same bucket/prefix."""
+    def of(cls, scope: Construct, *, model_store: ModelStore) -> "ModelArtifactProvider":
+        """The stack's provider, created on first use; every caller must name the same model store."""
         stack = Stack.of(scope)
         existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
-        prefix = normalize_prefix(model_prefix)
         if existing is None:
-            return cls(stack, cls.CONSTRUCT_ID, bucket=bucket, encryption_key=encryption_key, model_prefix=prefix)
+            return cls(stack, cls.CONSTRUCT_ID, model_store=model_store)
         if not isinstance(existing, ModelArtifactProvider):
             raise ValueError(f"{existing.node.path} exists and is not a ModelArtifactProvider")
-        if existing.bucket.node.path != bucket.node.path or existing.model_prefix != prefix or \
-                existing.encryption_key.node.path != encryption_key.node.path:
-            raise ValueError("all ModelArtifacts of a stack share one provider: use the same bucket, key and prefix")
+        if not existing.model_store.is_same_as(model_store):
+            raise ValueError("model_store: all ModelArtifacts of a stack share one provider: "
+                             "use the same bucket, key and prefix")
         return existing
 
-    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, encryption_key: kms.IKey,
-                 model_prefix: str = "models/", log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore,
+                 log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = bucket
-        self.encryption_key = encryption_key
-        self.model_prefix = normalize_prefix(model_prefix)
+        self.model_store = model_store
+        self.model_prefix = model_store.model_prefix
         self._models: set[str] = set()
 
         self.log_group = logs.LogGroup(self, "PackagerLogs", retention=log_retention,
@@ -124,10 +118,8 @@ class ModelArtifactProvider(Construct):
         self.policy = iam.Policy(self, "PackagerPolicy", roles=[self.role], statements=[
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[self.log_group.log_group_arn]),
-            iam.PolicyStatement(sid="EncryptArchives", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                                resources=[encryption_key.key_arn]),
             iam.PolicyStatement(sid="CleanUpOrphanedUploads", actions=["s3:ListBucketMultipartUploads"],
-                                resources=[bucket.bucket_arn]),
+                                resources=[model_store.bucket.bucket_arn]),
         ])
 
         self.function = lambda_.Function(
@@ -166,12 +158,10 @@ class ModelArtifactProvider(Construct):
         for fn in (self.function, framework_fn):
             _omit_role_from_depends_on(fn)
 
-        fn_arn = logical_id(self.function)
-        Validations.of(self.framework_role).acknowledge(Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::<{fn_arn}.Arn>:*]",
-            reason="Added by the CDK Provider framework (grantInvoke): it may invoke any version or alias of "
-                   "the one packager function it fronts, and nothing else.",
-        ))
+        acknowledge_wildcards(self.framework_role, {
+            f"{self.function.function_arn}:*": "Added by the CDK Provider framework (grantInvoke): it may invoke "
+            "any version or alias of the one packager function it fronts, and nothing else.",
+        })
 
     @property
     def service_token(self) -> str:
@@ -183,46 +173,40 @@ class ModelArtifactProvider(Construct):
         if model_name in self._models:
             raise ValueError(f"model {model_name!r} already has a ModelArtifact in this stack")
         self._models.add(model_name)
-        archives = f"{self.model_prefix}{model_name}-*.tar.gz"
+        archives = f"{model_name}-*.tar.gz"
         statements = [
             iam.PolicyStatement(actions=["s3:GetObject"],
                                 resources=[a.bucket.arn_for_objects(a.s3_object_key) for a in sources]),
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                         "s3:ListMultipartUploadParts", "s3:PutObjectTagging", "s3:GetObjectTagging"],
-                resources=[self.bucket.arn_for_objects(archives)]),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{self.model_prefix}{model_name}-*"]}}),
+            *self.model_store.write_statements(archives),
+            *self._spec_statements(model_name, spec),
         ]
-        acks = [Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::<{logical_id(self.bucket)}.Arn>/{archives}]",
-            reason=f"Archive names carry a content digest known only at deploy time; the wildcard is limited "
-                   f"to {model_name}'s own archives ({archives}) in the model bucket.",
-        )]
+        for statement in statements:
+            self.policy.add_statements(statement)
+        self.model_store.acknowledge_write_wildcard(self.policy, archives)
+
+    def _spec_statements(self, model_name: str, spec: WeightsSpec) -> list[iam.PolicyStatement]:
+        """Read the spec's token secret and staged S3 weights (and their key), when it names them."""
+        statements = []
         if spec.token_secret_arn:
             statements.append(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"],
                                                   resources=[spec.token_secret_arn]))
-        if spec.kind == "s3":
-            staged = s3.Bucket.from_bucket_name(self, f"Staged{model_name}", spec.s3_bucket)
-            if spec.s3_is_prefix:
-                statements += [
-                    iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged.arn_for_objects(f"{spec.s3_key}*")]),
-                    iam.PolicyStatement(actions=["s3:ListBucket"], resources=[staged.bucket_arn],
-                                        conditions={"StringLike": {"s3:prefix": [f"{spec.s3_key}*"]}}),
-                ]
-                acks.append(Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{spec.s3_bucket}/{spec.s3_key}*]",
-                    reason=f"The weights spec of {model_name} stages its files under this prefix; the packager "
-                           "reads every object under it and nothing else of that bucket.",
-                ))
-            else:
-                statements.append(iam.PolicyStatement(actions=["s3:GetObject"],
-                                                      resources=[staged.arn_for_objects(spec.s3_key)]))
-            if spec.kms_key_arn:
-                statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[spec.kms_key_arn]))
-        for statement in statements:
-            self.policy.add_statements(statement)
-        Validations.of(self.policy).acknowledge(*acks)
+        if spec.kind != "s3":
+            return statements
+        staged = s3.Bucket.from_bucket_name(self, f"Staged{model_name}", spec.s3_bucket)
+        if spec.s3_is_prefix:
+            statements += [
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged.arn_for_objects(f"{spec.s3_key}*")]),
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[staged.bucket_arn],
+                                    conditions={"StringLike": {"s3:prefix": [f"{spec.s3_key}*"]}}),
+            ]
+            acknowledge_wildcards(self.policy, {staged.arn_for_objects(f"{spec.s3_key}*"): (
+                f"The weights spec of {model_name} stages its files under this prefix; the packager reads every "
+                "object under it and nothing else of that bucket.")})
+        else:
+            statements.append(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged.arn_for_objects(spec.s3_key)]))
+        if spec.kms_key_arn:
+            statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[spec.kms_key_arn]))
+        return statements
 
 
 class ModelArtifact(Construct):
@@ -230,8 +214,8 @@ class ModelArtifact(Construct):
 
     Props:
 
-    * ``bucket``, ``encryption_key``, ``model_prefix`` (default ``models/``): where archives go
-      (the multi-model endpoint's ``ModelDataUrl``) and the bucket's SSE-KMS key;
+    * ``model_store`` (:class:`ModelStore`): where archives go (the multi-model endpoint's
+      ``ModelDataUrl``) and the key they are encrypted with;
     * ``model_name``: the archive's name stem (``sam``);
     * ``source_dirs``: folders merged at the archive root, e.g. ``model_sources/sam`` and
       ``model_sources/common`` (each becomes a CDK zip asset; caches, hidden files and
@@ -249,58 +233,44 @@ class ModelArtifact(Construct):
     deletes the archive.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, encryption_key: kms.IKey,
-                 model_name: str, source_dirs: Sequence[str | Path], weights_spec: Mapping | WeightsSpec | None,
-                 model_prefix: str = "models/", gzip_level: int = 0) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore, model_name: str,
+                 source_dirs: Sequence[str | Path], weights_spec: Mapping | WeightsSpec | None,
+                 gzip_level: int = 0) -> None:
+        spec = _check_artifact_props(model_name, source_dirs, weights_spec, gzip_level)
         super().__init__(scope, construct_id)
-        if not MODEL_NAME.match(model_name or ""):
-            raise ValueError(f"model_name {model_name!r}: 1-63 letters, digits, '_' or '-'")
-        if not 0 <= gzip_level <= 9:
-            raise ValueError(f"gzip_level must be 0-9, got {gzip_level}")
-        if not source_dirs:
-            raise ValueError("source_dirs: give the model's source folder (and the common folder)")
-        try:
-            spec = weights_spec if isinstance(weights_spec, WeightsSpec) else parse_spec(
-                weights_spec, where=f"{model_name} weights")
-        except SpecError as err:
-            raise ValueError(str(err)) from None
-        if spec.kind == "local":
-            raise ValueError(f"{model_name} weights: kind 'local' only works with `mme package`")
-        for directory in source_dirs:
-            if not Path(directory).is_dir():
-                raise ValueError(f"{model_name}: source folder {directory} does not exist")
         self.model_name = model_name
         self.spec = spec
-        self.provider = ModelArtifactProvider.of(self, bucket=bucket, encryption_key=encryption_key,
-                                                 model_prefix=model_prefix)
+        self.model_store = model_store
+        self.provider = ModelArtifactProvider.of(self, model_store=model_store)
         self.sources = [
             s3_assets.Asset(self, f"Source{i}", path=str(Path(d).resolve()), exclude=list(SOURCE_EXCLUDE_GLOBS))
             for i, d in enumerate(source_dirs)
         ]
         self.provider.grant_model(model_name, self.sources, spec)
+        properties = {
+            "ModelName": model_name,
+            "Bucket": model_store.bucket.bucket_name,
+            "Prefix": self.provider.model_prefix,
+            "Sources": [{"Bucket": a.s3_bucket_name, "Key": a.s3_object_key} for a in self.sources],
+            "WeightsSpec": spec.to_json(),
+            "GzipLevel": str(gzip_level),
+            "PackagerFormat": PACKAGER_FORMAT,
+        }
+        if model_store.encryption_key is not None:
+            properties["KmsKeyId"] = model_store.encryption_key.key_arn
         self.resource = CustomResource(
             self,
             "Resource",
             service_token=self.provider.service_token,
             resource_type="Custom::ModelArtifact",
             service_timeout=SERVICE_TIMEOUT,
-            properties={
-                "ModelName": model_name,
-                "Bucket": bucket.bucket_name,
-                "Prefix": self.provider.model_prefix,
-                "Sources": [{"Bucket": a.s3_bucket_name, "Key": a.s3_object_key} for a in self.sources],
-                "WeightsSpec": spec.to_json(),
-                "KmsKeyId": encryption_key.key_arn,
-                "GzipLevel": str(gzip_level),
-                "PackagerFormat": PACKAGER_FORMAT,
-            },
+            properties=properties,
         )
         self.resource.node.add_dependency(self.provider.policy)
 
     @classmethod
     def from_model_sources(cls, scope: Construct, construct_id: str, *, model_sources_dir: str | Path,
-                           model_name: str, bucket: s3.IBucket, encryption_key: kms.IKey,
-                           model_prefix: str = "models/", gzip_level: int = 0) -> "ModelArtifact":
+                           model_name: str, model_store: ModelStore, gzip_level: int = 0) -> "ModelArtifact":
         """``model_sources/<name>`` + ``model_sources/common`` with ``<name>/weights.yaml`` as the spec."""
         root = Path(model_sources_dir)
         spec_file = root / model_name / "weights.yaml"
@@ -309,8 +279,8 @@ class ModelArtifact(Construct):
         except SpecError as err:
             raise ValueError(str(err)) from None
         dirs = [root / model_name] + ([root / "common"] if (root / "common").is_dir() else [])
-        return cls(scope, construct_id, bucket=bucket, encryption_key=encryption_key, model_name=model_name,
-                   source_dirs=dirs, weights_spec=spec, model_prefix=model_prefix, gzip_level=gzip_level)
+        return cls(scope, construct_id, model_store=model_store, model_name=model_name, source_dirs=dirs,
+                   weights_spec=spec, gzip_level=gzip_level)
 
     @property
     def target_model(self) -> str:
@@ -336,6 +306,30 @@ class ModelArtifact(Construct):
     def s3_uri(self) -> str:
         """``s3://<bucket>/<key>`` of the archive."""
         return self.resource.get_att_string("S3Uri")
+
+
+def _check_artifact_props(model_name: str, source_dirs: Sequence[str | Path],
+                          weights_spec: Mapping | WeightsSpec | None, gzip_level: int) -> WeightsSpec:
+    """The parsed weights spec; every invalid prop of a ModelArtifact, named, in one ``ValueError``."""
+    errors = []
+    if not MODEL_NAME.match(model_name or ""):
+        errors.append(f"model_name {model_name!r}: 1-63 letters, digits, '_' or '-'")
+    if not 0 <= gzip_level <= 9:
+        errors.append(f"gzip_level must be 0-9, got {gzip_level}")
+    if not source_dirs:
+        errors.append("source_dirs: give the model's source folder (and the common folder)")
+    errors += [f"source_dirs: {d} does not exist" for d in source_dirs or () if not Path(d).is_dir()]
+    spec = None
+    try:
+        spec = weights_spec if isinstance(weights_spec, WeightsSpec) else parse_spec(
+            weights_spec, where=f"{model_name} weights")
+    except SpecError as err:
+        errors.append(f"weights_spec: {err}")
+    if spec is not None and spec.kind == "local":
+        errors.append(f"weights_spec: {model_name} weights: kind 'local' only works with `mme package`")
+    if errors:
+        raise ValueError(f"ModelArtifact {model_name}: " + "; ".join(errors))
+    return spec
 
 
 def _omit_role_from_depends_on(function: lambda_.Function) -> None:

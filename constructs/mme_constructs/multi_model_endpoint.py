@@ -1,47 +1,191 @@
-"""A SageMaker multi-model endpoint (``Mode: MultiModel``) on GPU with a least-privilege role."""
+"""A SageMaker multi-model endpoint (``Mode: MultiModel``) on GPU, with a least-privilege role."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
+from aws_cdk import ArnFormat, Duration, Names, Resource, Stack, Token
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
-from constructs import Construct
+from constructs import Construct, IConstruct
 
-from mme_constructs._cfn import logical_id, normalize_prefix
-from mme_constructs.instance_types import gpu_instance_type, supports_volume_kms_key
+from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs.endpoint_metrics import INSTANCE_NAMESPACE, INVOCATION_NAMESPACE, documented_metric, endpoint_metric
+from mme_constructs.instance_types import GpuInstanceType, gpu_instance_type, supports_volume_kms_key
+from mme_constructs.model_store import ModelStore
+from mme_constructs.scaling import ScalableInstanceCount
 from mme_constructs.serving_image import ServingImage
 
 # SageMaker's pattern for endpoint and variant names
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_TIMEOUT_RANGE_S = (60, 3600)  # ContainerStartupHealthCheckTimeout / ModelDataDownloadTimeout
 
 
-class MultiModelEndpoint(Construct):
-    """``CfnModel`` (multi-model) + ``CfnEndpointConfig`` + ``CfnEndpoint`` and their role.
+class MultiModelEndpointBase(Resource):
+    """What an owned and an imported multi-model endpoint share: invoke grants, metrics, scaling.
 
-    The execution role may only:
+    Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``gpu_instance_type``
+    (the catalog entry, ``None`` when an import did not name it).
+    """
 
-    * read objects under the model prefix (``s3:GetObject``) and list that prefix;
-    * decrypt with the bucket's KMS key;
-    * pull the serving image from its one ECR repository (plus the account-wide
-      ``ecr:GetAuthorizationToken``, which has no resource-level form);
-    * write its own log group ``/aws/sagemaker/Endpoints/<endpoint name>``;
-    * put metrics, only into the ``/aws/sagemaker/Endpoints`` namespace.
+    endpoint_name: str
+    endpoint_arn: str
+    variant_name: str
+    gpu_instance_type: GpuInstanceType | None = None
+    _scalable_instance_count: ScalableInstanceCount | None = None
 
-    Network isolation is on by default (the container has no network access; SageMaker
-    still fetches archives from S3 for it).  Pass ``subnet_ids`` and
-    ``security_group_ids`` to place the model in a VPC.
+    @property
+    def scaling_dependency(self) -> IConstruct | None:
+        """What a scalable target must wait for (the owned endpoint; nothing for an import)."""
+        return None
 
-    ``KmsKeyId`` is set on the endpoint config only for instance types without local
-    instance storage: SageMaker rejects it on types with NVMe (all ml.g4dn, ml.g5,
-    ml.g6, ml.g6e, ml.p4d, ml.p5), whose instance storage is hardware-encrypted.
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Allow ``sagemaker:InvokeEndpoint`` on this endpoint only (MMEs have no async invocation)."""
+        return iam.Grant.add_to_principal(grantee=grantee, actions=["sagemaker:InvokeEndpoint"],
+                                          resource_arns=[self.endpoint_arn])
 
-    Attributes: ``role``, ``model``, ``endpoint_config``, ``endpoint``,
-    ``endpoint_name``, ``variant_name``, ``instance_type``, ``volume_kms_key_set``.
+    def metric(self, metric_name: str, *, namespace: str = INVOCATION_NAMESPACE, **props) -> cloudwatch.Metric:
+        """Any metric of this variant (dimensions ``EndpointName``, ``VariantName``); default statistic Sum.
+
+        ``props`` are ``cloudwatch.MetricOptions`` keywords (``statistic``, ``period``, ``unit``,
+        ``label``, ``dimensions_map`` to add dimensions, ...).
+        """
+        return endpoint_metric(self.endpoint_name, self.variant_name, metric_name, namespace=namespace, **props)
+
+    def _documented(self, key: str, props: dict) -> cloudwatch.Metric:
+        return documented_metric(self.endpoint_name, self.variant_name, key, **props)
+
+    def metric_invocations(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``Invocations`` (unit None), Sum."""
+        return self._documented("invocations", props)
+
+    def metric_invocations_per_instance(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``InvocationsPerInstance`` (unit None), Sum."""
+        return self._documented("invocations_per_instance", props)
+
+    def metric_model_latency(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelLatency`` (Microseconds), Average."""
+        return self._documented("model_latency", props)
+
+    def metric_overhead_latency(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``OverheadLatency`` (Microseconds), Average."""
+        return self._documented("overhead_latency", props)
+
+    def metric_invocation_4xx_errors(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``Invocation4XXErrors`` (unit None), Sum."""
+        return self._documented("invocation_4xx_errors", props)
+
+    def metric_invocation_5xx_errors(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``Invocation5XXErrors`` (unit None), Sum."""
+        return self._documented("invocation_5xx_errors", props)
+
+    def metric_model_loading_wait_time(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelLoadingWaitTime`` (Microseconds), Average: requests waiting for a load."""
+        return self._documented("model_loading_wait_time", props)
+
+    def metric_model_downloading_time(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelDownloadingTime`` (Microseconds), Average: archive download from S3."""
+        return self._documented("model_downloading_time", props)
+
+    def metric_model_loading_time(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelLoadingTime`` (Microseconds), Average: the container's load call."""
+        return self._documented("model_loading_time", props)
+
+    def metric_model_unloading_time(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelUnloadingTime`` (Microseconds), Average: the container's unload call."""
+        return self._documented("model_unloading_time", props)
+
+    def metric_model_cache_hit(self, **props) -> cloudwatch.Metric:
+        """``AWS/SageMaker`` ``ModelCacheHit`` (unit None), Average: the ratio of requests served by a loaded model."""
+        return self._documented("model_cache_hit", props)
+
+    def metric_loaded_model_count(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``LoadedModelCount`` (unit None), Average: models loaded per instance."""
+        return self._documented("loaded_model_count", props)
+
+    def metric_cpu_utilization(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``CPUUtilization`` (Percent, summed over cores), Average."""
+        return self._documented("cpu_utilization", props)
+
+    def metric_memory_utilization(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``MemoryUtilization`` (Percent), Average."""
+        return self._documented("memory_utilization", props)
+
+    def metric_disk_utilization(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``DiskUtilization`` (Percent), Average."""
+        return self._documented("disk_utilization", props)
+
+    def metric_gpu_utilization(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``GPUUtilization`` (Percent, summed over GPUs), Average."""
+        return self._documented("gpu_utilization", props)
+
+    def metric_gpu_memory_utilization(self, **props) -> cloudwatch.Metric:
+        """``/aws/sagemaker/Endpoints`` ``GPUMemoryUtilization`` (Percent, summed over GPUs), Average."""
+        return self._documented("gpu_memory_utilization", props)
+
+    def auto_scale_instance_count(self, *, max_capacity: int, min_capacity: int = 1) -> ScalableInstanceCount:
+        """Register the variant with Application Auto Scaling; add policies on the result.
+
+        Once per endpoint. For an owned endpoint ``min_capacity`` may not exceed and
+        ``max_capacity`` may not be below its ``initial_instance_count``.
+        """
+        errors = self._scaling_errors(min_capacity, max_capacity)
+        if self._scalable_instance_count is not None:
+            errors.append("auto scaling is already enabled for this endpoint")
+        if errors:
+            raise ValueError(f"{self.node.path}: auto_scale_instance_count: " + "; ".join(errors))
+        self._scalable_instance_count = ScalableInstanceCount(
+            self, "InstanceCount", endpoint=self, min_capacity=min_capacity, max_capacity=max_capacity)
+        return self._scalable_instance_count
+
+    def _scaling_errors(self, min_capacity: int, max_capacity: int) -> list[str]:
+        return []
+
+
+class MultiModelEndpoint(MultiModelEndpointBase):
+    """``CfnModel`` (``Mode: MultiModel``) + ``CfnEndpointConfig`` + ``CfnEndpoint`` and their role.
+
+    Props (all keyword):
+
+    * ``image`` (:class:`ServingImage`): the container; its pull is granted to the role.
+    * ``model_store`` (:class:`ModelStore`): bucket + prefix (+ key) of the archives; the
+      ``ModelDataUrl``. Read access to that prefix is granted to the role.
+    * ``endpoint_name``: default a unique name derived from the construct path (known at synth,
+      so the role's log permissions and log groups can name it). Tokens (``CfnParameter``) work.
+    * ``instance_type``: default ``ml.g5.2xlarge``; a GPU type of the catalog
+      (``mme_constructs.instance_types``), a literal.
+    * ``initial_instance_count``: default 1. ``variant_name``: default ``AllTraffic``.
+    * ``role``: default a new role; an imported role gets the same statements (an immutable
+      import gets none, and must already allow them).
+    * ``network_isolation``: default ``True`` (the container has no network access; SageMaker
+      still fetches archives from S3 for it).
+    * ``vpc`` + ``vpc_subnets`` (default: the VPC's private subnets) + ``security_groups``
+      (default: one new group, all outbound): places the model in a VPC. Without ``vpc``, give
+      ``vpc_subnets=SubnetSelection(subnets=[...])`` and ``security_groups`` (imports) together.
+    * ``environment``: container environment variables, default none.
+    * ``container_startup_health_check_timeout`` (default 10 minutes) and
+      ``model_data_download_timeout`` (default 20 minutes): ``Duration`` between 60 s and 1 h.
+    * ``model_cache_enabled``: default ``True`` (SageMaker keeps loaded models until memory
+      pressure; ``False`` unloads each model after its request).
+    * ``volume_encryption_key``: the ML storage volume's KMS key, default the model store's key.
+      Set only for instance types without local NVMe storage: SageMaker rejects ``KmsKeyId`` on
+      endpoint configs of types with instance storage (all ml.g4dn/g5/g6/g6e/p4d/p5), whose
+      storage is hardware-encrypted. Giving it explicitly for such a type is an error.
+
+    The role may only read the model prefix (``s3:GetObject``, ``s3:ListBucket`` on that
+    prefix, ``kms:Decrypt`` with the store's key), pull the one image repository (plus
+    ``ecr:GetAuthorizationToken``, which has no resource-level form), write its own log group
+    ``/aws/sagemaker/Endpoints/<endpoint name>`` and put metrics into the
+    ``/aws/sagemaker/Endpoints`` namespace only.
+
+    Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``instance_type``,
+    ``gpu_instance_type``, ``initial_instance_count``, ``role``, ``grant_principal``,
+    ``model_store``, ``image``, ``model_data_url``, ``security_groups``, ``connections`` (VPC
+    only), ``volume_kms_key_set``, ``cfn_model``, ``cfn_endpoint_config``, ``cfn_endpoint``.
     """
 
     def __init__(
@@ -50,187 +194,266 @@ class MultiModelEndpoint(Construct):
         construct_id: str,
         *,
         image: ServingImage,
-        bucket: s3.IBucket,
-        encryption_key: kms.IKey,
-        model_prefix: str = "models/",
-        endpoint_name: str,
+        model_store: ModelStore,
+        endpoint_name: str | None = None,
         instance_type: str = "ml.g5.2xlarge",
         initial_instance_count: int = 1,
         variant_name: str = "AllTraffic",
+        role: iam.IRole | None = None,
         network_isolation: bool = True,
-        subnet_ids: Sequence[str] = (),
-        security_group_ids: Sequence[str] = (),
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None = None,
         environment: Mapping[str, str] | None = None,
-        container_startup_timeout_seconds: int = 600,
-        model_download_timeout_seconds: int = 1200,
+        container_startup_health_check_timeout: Duration = Duration.minutes(10),
+        model_data_download_timeout: Duration = Duration.minutes(20),
+        model_cache_enabled: bool = True,
+        volume_encryption_key: kms.IKey | None = None,
     ) -> None:
-        super().__init__(scope, construct_id)
-        gpu = gpu_instance_type(instance_type)
-        if not _SAGEMAKER_NAME.match(endpoint_name):
-            raise ValueError(f"endpoint_name {endpoint_name!r}: 1-63 letters, digits and hyphens")
-        if not _SAGEMAKER_NAME.match(variant_name):
-            raise ValueError(f"variant_name {variant_name!r}: 1-63 letters, digits and hyphens")
-        if initial_instance_count < 1:
-            raise ValueError(f"initial_instance_count must be >= 1, got {initial_instance_count}")
-        if bool(subnet_ids) != bool(security_group_ids):
-            raise ValueError("subnet_ids and security_group_ids go together: give both or neither")
-        prefix = normalize_prefix(model_prefix)
-
-        self.instance_type = gpu.name
-        self.endpoint_name = endpoint_name
+        _check_props(scope, construct_id, endpoint_name=endpoint_name, instance_type=instance_type,
+                     initial_instance_count=initial_instance_count, variant_name=variant_name, vpc=vpc,
+                     vpc_subnets=vpc_subnets, security_groups=security_groups,
+                     container_startup_health_check_timeout=container_startup_health_check_timeout,
+                     model_data_download_timeout=model_data_download_timeout,
+                     volume_encryption_key=volume_encryption_key)
+        super().__init__(scope, construct_id, physical_name=endpoint_name)
+        self.endpoint_name = endpoint_name or Names.unique_resource_name(self, max_length=63, separator="-")
         self.variant_name = variant_name
-        stack = Stack.of(self)
+        self.gpu_instance_type = gpu_instance_type(instance_type)
+        self.instance_type = self.gpu_instance_type.name
+        self.initial_instance_count = initial_instance_count
+        self.model_store = model_store
+        self.image = image
 
-        self.role = iam.Role(
-            self,
-            "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"Execution role of SageMaker multi-model endpoint {endpoint_name}",
-        )
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        policy = iam.Policy(
-            self,
-            "ExecutionPolicy",
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadModelArchives",
-                    actions=["s3:GetObject"],
-                    resources=[bucket.arn_for_objects(f"{prefix}*")],
-                ),
-                iam.PolicyStatement(
-                    sid="ListModelPrefix",
-                    actions=["s3:ListBucket"],
-                    resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-                ),
-                iam.PolicyStatement(
-                    sid="DecryptModelArchives",
-                    actions=["kms:Decrypt"],
-                    resources=[encryption_key.key_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteEndpointLogs",
-                    actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
-                    resources=[log_group_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteEndpointLogStreams",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[f"{log_group_arn}:log-stream:*"],
-                ),
-                iam.PolicyStatement(
-                    sid="PutEndpointMetrics",
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
-                ),
-            ],
-        )
-        policy.attach_to_role(self.role)
-        image.grant_pull(self.role)
-        self.policy = policy
+        self.role = role or iam.Role(
+            self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"Execution role of SageMaker multi-model endpoint {self.endpoint_name}")
+        self._grant_execution_permissions()
+        self.security_groups, subnet_ids = self._network(vpc, vpc_subnets, security_groups)
+        self.cfn_model = self._create_model(network_isolation, subnet_ids, environment, model_cache_enabled)
+        key = volume_encryption_key or model_store.encryption_key
+        self.volume_kms_key_set = key is not None and supports_volume_kms_key(self.instance_type)
+        self.cfn_endpoint_config = self._create_endpoint_config(
+            key if self.volume_kms_key_set else None,
+            container_startup_health_check_timeout, model_data_download_timeout)
+        self.cfn_endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_name=self.endpoint_name,
+            endpoint_config_name=self.cfn_endpoint_config.attr_endpoint_config_name)
+        self.endpoint_arn = self.cfn_endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
 
-        Validations.of(policy).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]",
-                reason="A multi-model endpoint loads any archive under its ModelDataUrl prefix on demand; "
-                "the wildcard is limited to that prefix of the one model bucket.",
-            ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-                f"log-group:/aws/sagemaker/Endpoints/{endpoint_name}:log-stream:*]",
-                reason="SageMaker names one log stream per instance and model at run time; the wildcard "
-                "covers only the streams of this endpoint's own log group.",
-            ),
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="cloudwatch:PutMetricData has no resource-level permissions; the statement is "
-                "limited by a cloudwatch:namespace condition to /aws/sagemaker/Endpoints.",
-            ),
-        )
-        Validations.of(self.role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="ecr:GetAuthorizationToken (from grant_pull) has no resource-level permissions; "
-                "image layers can only be pulled from the serving image's one repository.",
-            ),
-        )
+    # --- construction steps --------------------------------------------------------------
 
+    def _grant_execution_permissions(self) -> None:
+        """Model prefix (read), image (pull), own log group, own metric namespace; all on the role."""
+        for statement in [*self.model_store.read_statements(), *self._log_statements(), self._metric_statement()]:
+            self.role.add_to_principal_policy(statement)
+        self.image.grant_pull(self.role)
+        self.model_store.acknowledge_read_wildcard(self.role)
+        acknowledge_wildcards(self.role, {
+            self._log_group_arn(":log-stream:*"): "SageMaker names one log stream per instance and model at run "
+            "time; the wildcard covers only the streams of this endpoint's own log group.",
+            "*": "cloudwatch:PutMetricData and ecr:GetAuthorizationToken have no resource-level permissions; "
+            "PutMetricData is limited to the /aws/sagemaker/Endpoints namespace by a condition, and image "
+            "layers can only be pulled from the serving image's one repository.",
+        })
+
+    def _log_group_arn(self, suffix: str = "") -> str:
+        return Stack.of(self).format_arn(
+            service="logs", resource="log-group", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            resource_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}{suffix}")
+
+    def _log_statements(self) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(sid="WriteEndpointLogs", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                                resources=[self._log_group_arn()]),
+            iam.PolicyStatement(sid="WriteEndpointLogStreams", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[self._log_group_arn(":log-stream:*")]),
+        ]
+
+    @staticmethod
+    def _metric_statement() -> iam.PolicyStatement:
+        return iam.PolicyStatement(sid="PutEndpointMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                                   conditions={"StringEquals": {"cloudwatch:namespace": INSTANCE_NAMESPACE}})
+
+    def _network(self, vpc: ec2.IVpc | None, vpc_subnets: ec2.SubnetSelection | None,
+                 security_groups: Sequence[ec2.ISecurityGroup] | None) -> tuple[list[ec2.ISecurityGroup], list[str]]:
+        if vpc is not None:
+            subnet_ids = vpc.select_subnets(**_selection_kwargs(vpc_subnets)).subnet_ids
+            groups = list(security_groups or [ec2.SecurityGroup(
+                self, "SecurityGroup", vpc=vpc, allow_all_outbound=True,
+                description="SageMaker multi-model endpoint: reaches S3, ECR and logs, accepts nothing")])
+            return groups, subnet_ids
+        if vpc_subnets is not None:
+            return list(security_groups or []), [s.subnet_id for s in vpc_subnets.subnets or []]
+        return [], []
+
+    def _create_model(self, network_isolation: bool, subnet_ids: list[str],
+                      environment: Mapping[str, str] | None, model_cache_enabled: bool) -> sagemaker.CfnModel:
         vpc_config = None
         if subnet_ids:
             vpc_config = sagemaker.CfnModel.VpcConfigProperty(
-                subnets=list(subnet_ids), security_group_ids=list(security_group_ids)
-            )
-        self.model = sagemaker.CfnModel(
-            self,
-            "Model",
+                subnets=subnet_ids, security_group_ids=[g.security_group_id for g in self.security_groups])
+        model = sagemaker.CfnModel(
+            self, "Model",
             execution_role_arn=self.role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image.image_uri,
+                image=self.image.image_uri,
                 mode="MultiModel",
-                model_data_url=f"s3://{bucket.bucket_name}/{prefix}",
+                model_data_url=self.model_store.model_data_url,
                 environment=dict(environment) if environment else None,
+                multi_model_config=None if model_cache_enabled else
+                sagemaker.CfnModel.MultiModelConfigProperty(model_cache_setting="Disabled"),
             ),
             enable_network_isolation=network_isolation,
             vpc_config=vpc_config,
         )
-        # SageMaker checks the role's access (S3, ECR) when it creates the model: the policies must
-        # exist first. The role itself is already a dependency through ExecutionRoleArn.
-        self.model.node.add_dependency(policy)
-        ecr_pull_policy = self.role.node.try_find_child("DefaultPolicy")
-        if ecr_pull_policy is not None:
-            self.model.node.add_dependency(ecr_pull_policy)
-        if not subnet_ids:
-            Validations.of(self.model).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-SM1",
-                    reason="No VPC was configured; the model runs with network isolation"
-                    if network_isolation
-                    else "No VPC was configured for this deployment (context vpcSubnetIds)",
-                )
-            )
-        if not network_isolation:
-            Validations.of(self.model).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-SM3",
-                    reason="Network isolation was turned off explicitly by the deployer "
-                    "(context networkIsolation=false), for handlers that must reach a network service.",
-                )
-            )
+        # SageMaker checks the role's access (S3, ECR) when it creates the model: its policies must
+        # exist first. The role itself is ordered by ExecutionRoleArn already.
+        for policy in self.role.node.find_all():
+            if isinstance(policy, iam.Policy):
+                model.node.add_dependency(policy)
+        return model
 
-        self.volume_kms_key_set = supports_volume_kms_key(gpu.name)
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self,
-            "EndpointConfig",
-            production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=variant_name,
-                    model_name=self.model.attr_model_name,
-                    instance_type=gpu.name,
-                    initial_instance_count=initial_instance_count,
-                    initial_variant_weight=1.0,
-                    container_startup_health_check_timeout_in_seconds=container_startup_timeout_seconds,
-                    model_data_download_timeout_in_seconds=model_download_timeout_seconds,
-                )
-            ],
-            kms_key_id=encryption_key.key_arn if self.volume_kms_key_set else None,
+    def _create_endpoint_config(self, volume_key: kms.IKey | None, startup_timeout: Duration,
+                                download_timeout: Duration) -> sagemaker.CfnEndpointConfig:
+        return sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig",
+            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=self.variant_name,
+                model_name=self.cfn_model.attr_model_name,
+                instance_type=self.instance_type,
+                initial_instance_count=self.initial_instance_count,
+                initial_variant_weight=1.0,
+                container_startup_health_check_timeout_in_seconds=int(startup_timeout.to_seconds()),
+                model_data_download_timeout_in_seconds=int(download_timeout.to_seconds()),
+            )],
+            kms_key_id=volume_key.key_arn if volume_key is not None else None,
         )
-        if not self.volume_kms_key_set:
-            Validations.of(self.endpoint_config).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-SM2",
-                    reason=f"{gpu.name} has local NVMe instance storage, which is hardware-encrypted; "
-                    "SageMaker rejects KmsKeyId on endpoint configs for such instance types.",
-                )
-            )
-        self.endpoint = sagemaker.CfnEndpoint(
-            self,
-            "Endpoint",
-            endpoint_name=endpoint_name,
-            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
-        )
+
+    # --- attributes and behaviour ---------------------------------------------------------
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        """The execution role (``iam.IGrantable``): grant it what a handler needs at run time."""
+        return self.role
+
+    @property
+    def model_data_url(self) -> str:
+        return self.model_store.model_data_url
+
+    @property
+    def connections(self) -> ec2.Connections:
+        """The model's security groups (only for an endpoint placed in a VPC)."""
+        if not self.security_groups:
+            raise ValueError(f"{self.node.path}: connections exist only for an endpoint placed in a VPC")
+        return ec2.Connections(security_groups=self.security_groups)
+
+    @property
+    def scaling_dependency(self) -> IConstruct:
+        return self.cfn_endpoint
+
+    def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
+        """Add a statement to the execution role's policy (no-op for an immutable imported role)."""
+        self.role.add_to_principal_policy(statement)
+
+    def _scaling_errors(self, min_capacity: int, max_capacity: int) -> list[str]:
+        initial = self.initial_instance_count
+        if any(Token.is_unresolved(v) for v in (initial, min_capacity, max_capacity)):
+            return []
+        errors = []
+        if min_capacity > initial:
+            errors.append(f"min_capacity ({min_capacity}) cannot exceed initial_instance_count ({initial})")
+        if max_capacity < initial:
+            errors.append(f"max_capacity ({max_capacity}) cannot be below initial_instance_count ({initial})")
+        return errors
+
+    # --- imports --------------------------------------------------------------------------
+
+    @classmethod
+    def from_endpoint_name(cls, scope: Construct, construct_id: str, endpoint_name: str, *,
+                           variant_name: str = "AllTraffic", instance_type: str | None = None) -> MultiModelEndpointBase:
+        """An endpoint made elsewhere, by name (tokens allowed). ``instance_type`` enables GPU scaling."""
+        name = endpoint_name if Token.is_unresolved(endpoint_name) else endpoint_name.lower()
+        arn = Stack.of(scope).format_arn(service="sagemaker", resource="endpoint", resource_name=name)
+        return _ImportedEndpoint(scope, construct_id, endpoint_arn=arn, endpoint_name=endpoint_name,
+                                 variant_name=variant_name, instance_type=instance_type)
+
+    @classmethod
+    def from_endpoint_arn(cls, scope: Construct, construct_id: str, endpoint_arn: str, *,
+                          variant_name: str = "AllTraffic", instance_type: str | None = None) -> MultiModelEndpointBase:
+        """An endpoint made elsewhere, by ARN. The name is read from the ARN, where SageMaker writes it in
+        lower case: for metrics of a mixed-case name use :meth:`from_endpoint_name`."""
+        name = Stack.of(scope).split_arn(endpoint_arn, ArnFormat.SLASH_RESOURCE_NAME).resource_name
+        return _ImportedEndpoint(scope, construct_id, endpoint_arn=endpoint_arn, endpoint_name=name,
+                                 variant_name=variant_name, instance_type=instance_type)
+
+
+class _ImportedEndpoint(MultiModelEndpointBase):
+    def __init__(self, scope: Construct, construct_id: str, *, endpoint_arn: str, endpoint_name: str,
+                 variant_name: str, instance_type: str | None) -> None:
+        super().__init__(scope, construct_id, environment_from_arn=endpoint_arn)
+        self.endpoint_arn = endpoint_arn
+        self.endpoint_name = endpoint_name
+        self.variant_name = variant_name
+        self.gpu_instance_type = gpu_instance_type(instance_type) if instance_type else None
+
+
+def _check_props(scope: Construct, construct_id: str, **props) -> None:
+    """Every invalid prop of a MultiModelEndpoint, named, in one ``ValueError``."""
+    errors = [*_name_errors(props), *_capacity_errors(props), *_network_errors(props), *_timeout_errors(props)]
+    try:
+        gpu = gpu_instance_type(props["instance_type"]) if not Token.is_unresolved(props["instance_type"]) else None
+        if gpu is None:
+            errors.append("instance_type: must be a literal (the GPU count and the KmsKeyId rule depend on it)")
+        elif props["volume_encryption_key"] is not None and not supports_volume_kms_key(gpu.name):
+            errors.append(f"volume_encryption_key: {gpu.name} has local NVMe instance storage (hardware-encrypted); "
+                          "SageMaker rejects KmsKeyId on its endpoint configs")
+    except ValueError as err:
+        errors.append(f"instance_type: {err}")
+    if errors:
+        path = f"{scope.node.path}/{construct_id}" if scope.node.path else construct_id
+        raise ValueError(f"MultiModelEndpoint {path}: " + "; ".join(errors))
+
+
+def _name_errors(props: dict) -> list[str]:
+    errors = []
+    for key in ("endpoint_name", "variant_name"):
+        value = props[key]
+        if value is not None and not Token.is_unresolved(value) and not _SAGEMAKER_NAME.match(value):
+            errors.append(f"{key} {value!r}: 1-63 letters, digits and hyphens, starting with a letter or digit")
+    return errors
+
+
+def _capacity_errors(props: dict) -> list[str]:
+    count = props["initial_instance_count"]
+    if not Token.is_unresolved(count) and count < 1:
+        return [f"initial_instance_count must be >= 1, got {count}"]
+    return []
+
+
+def _network_errors(props: dict) -> list[str]:
+    vpc, subnets, groups = props["vpc"], props["vpc_subnets"], props["security_groups"]
+    if vpc is not None:
+        return []
+    if subnets is None and groups:
+        return ["security_groups: give vpc (or vpc_subnets with explicit subnets) too"]
+    if subnets is not None and not (subnets.subnets and groups):
+        return ["vpc_subnets: without vpc, give explicit subnets (SubnetSelection(subnets=[...])) and security_groups"]
+    return []
+
+
+def _timeout_errors(props: dict) -> list[str]:
+    low, high = _TIMEOUT_RANGE_S
+    errors = []
+    for key in ("container_startup_health_check_timeout", "model_data_download_timeout"):
+        seconds = props[key].to_seconds()
+        if not low <= seconds <= high:
+            errors.append(f"{key} must be between {low} s and {high} s, got {seconds:g} s")
+    return errors
+
+
+def _selection_kwargs(selection: ec2.SubnetSelection | None) -> dict:
+    if selection is None:
+        return {}
+    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
+    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

@@ -1,59 +1,158 @@
-"""The TorchServe serving image of the multi-model endpoint, built from ``container/`` at deploy time."""
+"""The container image a multi-model endpoint runs: built from a folder, taken from ECR, or the DLC itself."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from aws_cdk import Aws, CfnMapping, Stack, Token
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-#: SageMaker PyTorch inference DLC (GPU) the image builds on, in us-east-1. Pulling it needs
-#: ``aws ecr get-login-password --region us-east-1 | docker login --username AWS
-#: --password-stdin 763104351884.dkr.ecr.us-east-1.amazonaws.com`` before ``cdk deploy``.
-DEFAULT_BASE_IMAGE = (
-    "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-    "pytorch-inference:2.6.0-gpu-py312-cu124-ubuntu22.04-sagemaker"
+from mme_constructs.dlc import (
+    DEFAULT_BASE_IMAGE,
+    DEFAULT_DLC_REGION,
+    DLC_REPOSITORY,
+    DLC_TAG,
+    dlc_image_uri,
+    dlc_registry_account,
 )
+from mme_constructs._dlc_registries import REGISTRY_ACCOUNTS
+
+__all__ = ["DEFAULT_BASE_IMAGE", "ServingImage", "dlc_base_image"]
+
+_DLC_MAPPING_ID = "PytorchInferenceDlcRegistry"
 
 
 class ServingImage(Construct):
-    """A ``DockerImageAsset`` of the serving container, based on a SageMaker PyTorch DLC.
+    """An image in an ECR repository, with ``image_uri`` and ``grant_pull``. Make one with a factory:
 
-    Synth only hashes the build context (no Docker engine needed); ``cdk deploy``
-    builds the image for ``linux/amd64`` and pushes it to the bootstrap ECR repository.
-    The base image is the ``BASE_IMAGE`` build argument so a team can move to another
-    DLC release or region without editing the Dockerfile.
+    * :meth:`from_asset`: build a folder with a Dockerfile at deploy time (``DockerImageAsset``;
+      synth only hashes the folder, no Docker engine needed), on the SageMaker PyTorch inference
+      DLC of the stack's region, passed as the ``BASE_IMAGE`` build argument;
+    * :meth:`from_ecr_repository`: an image already pushed, by tag or digest;
+    * :meth:`from_dlc`: the SageMaker PyTorch inference DLC (GPU) itself, resolved per region
+      (a ``CfnMapping`` of the registry accounts for an environment-agnostic stack).
 
-    Attributes: ``asset`` (the DockerImageAsset), ``image_uri`` and ``base_image``.
+    Attributes: ``image_uri``, ``repository`` (``ecr.IRepository``), ``base_image`` (the build's
+    base for :meth:`from_asset`, else ``None``) and ``asset`` (the ``DockerImageAsset`` or ``None``).
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        directory: str | Path,
-        base_image: str = DEFAULT_BASE_IMAGE,
-        build_args: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        directory = Path(directory)
+    image_uri: str
+    repository: ecr.IRepository
+    base_image: str | None = None
+    asset: ecr_assets.DockerImageAsset | None = None
+
+    @classmethod
+    def from_asset(cls, scope: Construct, construct_id: str, *, directory: str | Path,
+                   base_image: str | None = None, build_args: dict[str, str] | None = None) -> "ServingImage":
+        """Build ``directory`` (it must hold a ``Dockerfile`` taking ``ARG BASE_IMAGE``) at deploy time.
+
+        ``base_image`` defaults to :func:`dlc_base_image` (the DLC of the stack's region, or of
+        ``us-east-1`` for an environment-agnostic stack). ``build_args`` are passed on;
+        ``BASE_IMAGE`` is always set. The image is built for ``linux/amd64`` and pushed to the
+        bootstrap ECR repository of the stack's account and region.
+        """
+        return _AssetImage(scope, construct_id, directory=Path(directory), base_image=base_image,
+                           build_args=dict(build_args or {}))
+
+    @classmethod
+    def from_ecr_repository(cls, scope: Construct, construct_id: str, *, repository: ecr.IRepository,
+                            tag: str = "latest") -> "ServingImage":
+        """The image ``tag`` (or digest ``sha256:...``) of ``repository`` (owned or imported)."""
+        return _RepositoryImage(scope, construct_id, repository=repository, tag=tag)
+
+    @classmethod
+    def from_dlc(cls, scope: Construct, construct_id: str, *, tag: str = DLC_TAG) -> "ServingImage":
+        """The SageMaker PyTorch inference DLC image ``tag`` of the stack's region.
+
+        For a stack with a concrete region the URI is a literal; for an environment-agnostic
+        stack the registry account comes from a ``CfnMapping`` (region -> account) added to the
+        stack once, so the template resolves it in whichever region it is deployed to.
+        """
+        return _DlcImage(scope, construct_id, tag=tag)
+
+    def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` pull this image: its repository only, plus the account-wide auth token."""
+        return self.repository.grant_pull(grantee)
+
+
+class _AssetImage(ServingImage):
+    def __init__(self, scope: Construct, construct_id: str, *, directory: Path, base_image: str | None,
+                 build_args: dict[str, str]) -> None:
+        errors = []
         if not (directory / "Dockerfile").is_file():
-            raise ValueError(f"no Dockerfile in {directory}")
-        if not base_image or any(c.isspace() for c in base_image):
-            raise ValueError(f"base_image must be an image reference, got {base_image!r}")
+            errors.append(f"directory: no Dockerfile in {directory}")
+        if base_image is not None and (Token.is_unresolved(base_image) or not base_image.strip()
+                                       or any(c.isspace() for c in base_image)):
+            errors.append(f"base_image: must be a literal image reference (a Docker build argument), got {base_image!r}")
+        if errors:
+            raise ValueError("ServingImage.from_asset: " + "; ".join(errors))
+        if base_image is None:
+            try:
+                base_image = dlc_base_image(scope)
+            except ValueError as err:
+                raise ValueError(f"ServingImage.from_asset: base_image: {err}") from None
+        super().__init__(scope, construct_id)
         self.base_image = base_image
         self.asset = ecr_assets.DockerImageAsset(
-            self,
-            "Asset",
+            self, "Asset",
             directory=str(directory),
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={**(build_args or {}), "BASE_IMAGE": base_image},
+            build_args={**build_args, "BASE_IMAGE": self.base_image},
             exclude=["**/__pycache__", "**/*.pyc"],
         )
         self.image_uri = self.asset.image_uri
+        self.repository = self.asset.repository
 
-    def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` pull this image (its repository only, plus the account-wide auth token)."""
-        return self.asset.repository.grant_pull(grantee)
+
+class _RepositoryImage(ServingImage):
+    def __init__(self, scope: Construct, construct_id: str, *, repository: ecr.IRepository, tag: str) -> None:
+        literal = not Token.is_unresolved(tag)
+        if literal and not tag.strip():
+            raise ValueError("ServingImage.from_ecr_repository: tag: give a tag or a sha256: digest")
+        super().__init__(scope, construct_id)
+        self.repository = repository
+        if literal and tag.startswith("sha256:"):
+            self.image_uri = repository.repository_uri_for_digest(tag)
+        else:
+            self.image_uri = repository.repository_uri_for_tag(tag)
+
+
+class _DlcImage(ServingImage):
+    def __init__(self, scope: Construct, construct_id: str, *, tag: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        if Token.is_unresolved(stack.region):
+            account = _dlc_mapping(stack).find_in_map(Aws.REGION, "account")
+            self.image_uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{DLC_REPOSITORY}:{tag}"
+            arn = f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{DLC_REPOSITORY}"
+        else:
+            try:
+                account = dlc_registry_account(stack.region)
+            except ValueError as err:
+                raise ValueError(f"ServingImage.from_dlc: {err}") from None
+            self.image_uri = dlc_image_uri(stack.region, tag)
+            arn = f"arn:{stack.partition}:ecr:{stack.region}:{account}:repository/{DLC_REPOSITORY}"
+        self.repository = ecr.Repository.from_repository_attributes(
+            self, "Repository", repository_arn=arn, repository_name=DLC_REPOSITORY)
+
+
+def dlc_base_image(scope: Construct) -> str:
+    """The DLC a build on ``scope``'s stack should start from: its region's, else ``us-east-1``'s.
+
+    A Docker build argument is fixed at synth (the CLI builds the image before CloudFormation
+    runs), so an environment-agnostic stack cannot pick the region's registry through a mapping;
+    its build pulls from ``us-east-1``, which works from any region.
+    """
+    region = Stack.of(scope).region
+    return dlc_image_uri(DEFAULT_DLC_REGION if Token.is_unresolved(region) else region)
+
+
+def _dlc_mapping(stack: Stack) -> CfnMapping:
+    existing = stack.node.try_find_child(_DLC_MAPPING_ID)
+    if isinstance(existing, CfnMapping):
+        return existing
+    return CfnMapping(stack, _DLC_MAPPING_ID,
+                      mapping={region: {"account": account} for region, account in REGISTRY_ACCOUNTS.items()})

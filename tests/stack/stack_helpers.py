@@ -3,6 +3,65 @@ folder's conftest pytest loaded last when several test folders run together)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
+
+
+def synth_with_nag(build: Callable, outdir: Path, *, context: dict | None = None, add_checks: bool = True):
+    """``build(app)`` fills a fresh app; synthesize it with the AwsSolutions checks (raises on findings).
+
+    ``add_checks=False`` for a ``build`` that registers the checks itself (``app.build_app``).
+    """
+    import aws_cdk as cdk
+    from cdk_nag import AwsSolutionsChecks
+
+    app = cdk.App(outdir=str(outdir), context=context)
+    build(app)
+    if add_checks:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    app.synth()
+    return app
+
+
+def acknowledged(app) -> set[tuple[str, str]]:
+    """(construct path, rule id) of every acknowledgement in the construct tree."""
+    found = set()
+    for construct in app.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == ACKNOWLEDGED_RULES:
+                found |= {(construct.node.path, key.split("::", 1)[-1]) for key in entry.data}
+    return found
+
+
+def findings_without_acknowledgements(build: Callable, outdir: Path, monkeypatch, **synth_kwargs) -> set[tuple[str, str]]:
+    """(rule id, CloudFormation resource path) of every AwsSolutions finding of the app when no
+    acknowledgement is made at all: what really fires."""
+    import aws_cdk as cdk
+    import pytest
+
+    monkeypatch.setattr(cdk.Validations, "acknowledge", lambda self, *rules: None)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        synth_with_nag(build, outdir, **synth_kwargs)
+    monkeypatch.undo()
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return {(v["ruleName"], r["constructPath"]) for p in report["pluginReports"] for v in p["violations"]
+            for r in v["violatingConstructs"]}
+
+
+def assert_every_acknowledgement_fires(acks: set[tuple[str, str]], findings: set[tuple[str, str]]) -> None:
+    """Each acknowledgement matches a finding that fires on a resource at or under its construct."""
+    unmatched = sorted((path, rule) for path, rule in acks
+                       if not any(rule == f and (where == path or where.startswith(path + "/")) for f, where in findings))
+    assert not unmatched, f"acknowledgements without a finding: {unmatched}"
+
+
+def resources(template: dict, type_: str) -> dict:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def template_of(app, stack_name: str) -> dict:
+    return json.loads((Path(app.outdir) / f"{stack_name}.template.json").read_text())
