@@ -31,8 +31,9 @@ $(VENV)/.synth-deps: $(VENV)/bin/python requirements.txt constraints.txt constru
 	$(BIN)/pip install --quiet --no-deps -e ./constructs -e .
 	touch $@
 
-$(VENV)/.dev-deps: $(VENV)/.synth-deps requirements-dev.txt
+$(VENV)/.dev-deps: $(VENV)/.synth-deps requirements-dev.txt requirements-nodeps.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
 	touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json $(VENV)/.synth-deps

@@ -10,7 +10,6 @@ starting aws-cdk-lib's Node runtime.
 
 from importlib import import_module
 
-from mme_constructs.dlc import DLC_TAG, dlc_image_uri, dlc_registry
 from mme_constructs.instance_types import (
     GPU_INSTANCE_TYPES,
     GpuInstanceType,
@@ -19,6 +18,9 @@ from mme_constructs.instance_types import (
 )
 
 _LAZY = {
+    "DLC_TAG": "mme_constructs.dlc",
+    "dlc_image_uri": "mme_constructs.dlc",
+    "dlc_registry": "mme_constructs.dlc",
     "ENDPOINT_METRICS": "mme_constructs.endpoint_metrics",
     "EndpointMetric": "mme_constructs.endpoint_metrics",
     "ModelArtifact": "mme_constructs.model_artifact",

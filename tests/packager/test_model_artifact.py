@@ -21,7 +21,7 @@ def build(outdir: Path, *, extra=None):
     from aws_cdk import aws_s3 as s3
     from cdk_nag import AwsSolutionsChecks
 
-    from mme_constructs.model_artifact import ModelArtifact
+    from mme_constructs import ModelArtifact, ModelStore
 
     app = cdk.App(outdir=str(outdir))
     stack = cdk.Stack(app, "ArtifactTest")
@@ -31,13 +31,14 @@ def build(outdir: Path, *, extra=None):
     cdk.Validations.of(bucket).acknowledge(cdk.Acknowledgment(
         id="AwsSolutions-S1", reason="Test fixture bucket of the construct test; the real stack logs access."))
     sources = REPO_ROOT / "model_sources"
+    store = ModelStore(bucket, encryption_key=key)
     sam = ModelArtifact.from_model_sources(stack, "SamArtifact", model_sources_dir=sources, model_name="sam",
-                                           bucket=bucket, encryption_key=key)
-    sd = ModelArtifact(stack, "SdArtifact", bucket=bucket, encryption_key=key, model_name="sd",
+                                           model_store=store)
+    sd = ModelArtifact(stack, "SdArtifact", model_store=store, model_name="sd",
                        source_dirs=[sources / "sd", sources / "common"],
                        weights_spec={"kind": "huggingface", "repo_id": "org/sd", "revision": REV,
                                      "allow_patterns": ["*.json"], "token_secret_arn": SECRET})
-    staged = ModelArtifact(stack, "LamaArtifact", bucket=bucket, encryption_key=key, model_name="lama",
+    staged = ModelArtifact(stack, "LamaArtifact", model_store=store, model_name="lama",
                            source_dirs=[sources / "lama", sources / "common"],
                            weights_spec={"kind": "s3", "uri": "s3://staged-weights/lama/"})
     for name, artifact in (("Sam", sam), ("Sd", sd), ("Lama", staged)):
@@ -146,7 +147,7 @@ def test_packager_iam_is_least_privilege(synthesized):
         {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::staged-weights/lama/*"]]}]
     list_bucket = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert {tuple(st["Condition"]["StringLike"]["s3:prefix"]) for st in list_bucket} == {
-        ("models/sam-*",), ("models/sd-*",), ("models/lama-*",), ("lama/*",)}
+        ("models/sam-*.tar.gz",), ("models/sd-*.tar.gz",), ("models/lama-*.tar.gz",), ("lama/*",)}
     assert by_action["s3:ListBucketMultipartUploads"] == [{"Fn::GetAtt": [bucket, "Arn"]}]
     assert by_action["kms:GenerateDataKey"] == by_action["kms:Decrypt"] == [{"Fn::GetAtt": [logical(template, "Key"), "Arn"]}]
     assert by_action["secretsmanager:GetSecretValue"] == [SECRET]
@@ -212,12 +213,12 @@ def test_props_are_validated_at_synth():
     from aws_cdk import aws_kms as kms
     from aws_cdk import aws_s3 as s3
 
-    from mme_constructs.model_artifact import ModelArtifact, ModelArtifactProvider
+    from mme_constructs import ModelArtifact, ModelArtifactProvider, ModelStore
 
     stack = cdk.Stack(cdk.App(), "Invalid")
     key = kms.Key(stack, "Key")
     bucket = s3.Bucket(stack, "Bkt")
-    common = dict(bucket=bucket, encryption_key=key, source_dirs=[REPO_ROOT / "model_sources" / "sam"])
+    common = dict(model_store=ModelStore(bucket, encryption_key=key), source_dirs=[REPO_ROOT / "model_sources" / "sam"])
     with pytest.raises(ValueError, match=r"revision: must be a pinned 40-hex commit"):
         ModelArtifact(stack, "A", model_name="a", **common,
                       weights_spec={"kind": "huggingface", "repo_id": "a/b", "revision": "main", "allow_patterns": ["*"]})
@@ -229,4 +230,7 @@ def test_props_are_validated_at_synth():
     with pytest.raises(ValueError, match=r"already has a ModelArtifact"):
         ModelArtifact(stack, "D2", model_name="d", weights_spec=None, **common)
     with pytest.raises(ValueError, match=r"share one provider"):
-        ModelArtifactProvider.of(stack, bucket=bucket, encryption_key=key, model_prefix="other/")
+        ModelArtifactProvider.of(stack, model_store=ModelStore(bucket, encryption_key=key, model_prefix="other/"))
+    with pytest.raises(ValueError, match=r"model_name 'a b'.*gzip_level must be 0-9.*source_dirs: .* does not exist"):
+        ModelArtifact(stack, "E", model_name="a b", weights_spec=None, gzip_level=10,
+                      model_store=common["model_store"], source_dirs=[REPO_ROOT / "no-such-folder"])

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""A platform team's own CDK app built on ``mme_constructs`` (not this project's stack).
+
+Everything it hands the constructs comes from elsewhere: the model bucket, its KMS key and the
+VPC are imported, the serving image is a tag in the team's ECR repository, and the endpoint name
+is a CloudFormation parameter. It grants a client Lambda the right to invoke the endpoint, alarms
+on the multi-model cache hit ratio, and scales on invocations and on GPU utilization. It runs
+with CDK's default feature flags (no context of this repository) and the AwsSolutions checks.
+
+    cd tests/platform_app && npx cdk synth      # or: python3 app.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from mme_constructs import ModelArtifact, ModelStore, MultiModelEndpoint, ServingImage
+
+MODEL_SOURCES = Path(__file__).resolve().parents[2] / "model_sources"
+KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+CLIENT_CODE = '''
+import os, boto3
+runtime = boto3.client("sagemaker-runtime")
+def handler(event, context):
+    response = runtime.invoke_endpoint(EndpointName=os.environ["ENDPOINT_NAME"], TargetModel=event["target_model"],
+                                       ContentType="application/json", Body=event["body"])
+    return response["Body"].read().decode()
+'''
+
+
+class InferenceStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        endpoint_name = cdk.CfnParameter(self, "EndpointName", type="String", default="team-image-editing",
+                                         allowed_pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+        store = ModelStore(s3.Bucket.from_bucket_name(self, "SharedModels", "platform-shared-models"),
+                           model_prefix="image-editing/", encryption_key=kms.Key.from_key_arn(self, "ModelKey", KEY_ARN))
+        vpc = ec2.Vpc.from_vpc_attributes(
+            self, "Vpc", vpc_id="vpc-0a1b2c3d4e5f60718", availability_zones=["eu-west-1a", "eu-west-1b"],
+            private_subnet_ids=["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"],
+            private_subnet_route_table_ids=["rtb-0a1b2c3d4e5f60718", "rtb-0a1b2c3d4e5f60719"])
+        repository = ecr.Repository.from_repository_name(self, "ServingRepo", "platform/torchserve-mme")
+
+        endpoint = MultiModelEndpoint(
+            self, "ImageEditing",
+            image=ServingImage.from_ecr_repository(self, "ServingImage", repository=repository, tag="1.4.0"),
+            model_store=store,
+            endpoint_name=endpoint_name.value_as_string,
+            instance_type="ml.g6.xlarge",
+            vpc=vpc,
+        )
+        sam = ModelArtifact.from_model_sources(self, "Sam", model_sources_dir=MODEL_SOURCES, model_name="sam",
+                                               model_store=store)
+
+        client = self._client(endpoint.endpoint_name)
+        endpoint.grant_invoke(client)
+
+        endpoint.metric_model_cache_hit().create_alarm(
+            self, "CacheHitRatioLow", threshold=0.8, evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Fewer than 80 % of requests find their model loaded: add instances or memory")
+        scaling = endpoint.auto_scale_instance_count(min_capacity=1, max_capacity=4)
+        scaling.scale_on_invocations(invocations_per_instance=40)
+        scaling.scale_on_gpu_utilization(target_utilization_percent=65)
+
+        cdk.CfnOutput(self, "EndpointArn", value=endpoint.endpoint_arn)
+        cdk.CfnOutput(self, "SamTargetModel", value=sam.target_model)
+
+    def _client(self, endpoint_name: str) -> lambda_.Function:
+        """The team's client Lambda, with its own role and log group."""
+        log_group = logs.LogGroup(self, "ClientLogs", retention=logs.RetentionDays.THREE_MONTHS,
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        role = iam.Role(self, "ClientRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        log_group.grant_write(role)
+        return lambda_.Function(
+            self, "Client", runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler",
+            code=lambda_.Code.from_inline(CLIENT_CODE), role=role, log_group=log_group,
+            environment={"ENDPOINT_NAME": endpoint_name}, timeout=cdk.Duration.seconds(70))
+
+
+def build(app: cdk.App) -> cdk.App:
+    InferenceStack(app, "PlatformInference")
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    return app
+
+
+if __name__ == "__main__":
+    build(cdk.App()).synth()

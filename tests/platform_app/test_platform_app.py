@@ -1,0 +1,126 @@
+"""A platform team's app (tests/platform_app/app.py) synthesized by the real CDK CLI, with the
+AwsSolutions checks and cfn-lint: the constructs work in an app that is not this project's stack."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+STACK = "PlatformInference"
+pytestmark = pytest.mark.synth
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_DEFAULT_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory) -> tuple[Path, dict]:
+    outdir = tmp_path_factory.mktemp("platform-cdk.out")
+    proc = subprocess.run([str(CDK), "synth", "--no-notices", "--no-version-reporting", "--quiet", "--output", str(outdir)],
+                          cwd=HERE, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((outdir / "validation-report.json").read_text())
+    assert all(r["conclusion"] == "success" for r in report["pluginReports"]), report
+    return outdir, json.loads((outdir / f"{STACK}.template.json").read_text())
+
+
+def resources(template: dict, type_: str) -> dict:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def only(template: dict, type_: str) -> tuple[str, dict]:
+    (found,) = resources(template, type_).items()
+    return found
+
+
+def cfn_lint(template: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(template)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cfn_lint_is_clean_and_the_constructs_add_no_finding(synthesized, tmp_path):
+    outdir, template = synthesized
+    path = outdir / f"{STACK}.template.json"
+    clean = cfn_lint(path, HERE)  # with the app's .cfnlintrc
+    assert clean.returncode == 0 and json.loads(clean.stdout or "[]") == [], clean.stdout + clean.stderr
+    raw = json.loads(cfn_lint(path, tmp_path).stdout)  # no configuration at all
+    client_id, _ = next((k, v) for k, v in resources(template, "AWS::Lambda::Function").items() if k.startswith("Client"))
+    assert [(f["Rule"]["Id"], f["Location"]["Path"][1]) for f in raw] == [("W3005", client_id)]
+
+
+def test_endpoint_uses_the_parameter_the_imports_and_the_ecr_image(synthesized):
+    _, template = synthesized
+    _, endpoint = only(template, "AWS::SageMaker::Endpoint")
+    assert endpoint["Properties"]["EndpointName"] == {"Ref": "EndpointName"}
+    _, model = only(template, "AWS::SageMaker::Model")
+    container = model["Properties"]["PrimaryContainer"]
+    assert container["ModelDataUrl"] == "s3://platform-shared-models/image-editing/"
+    assert json.dumps(container["Image"]).endswith('/platform/torchserve-mme:1.4.0"]]}')
+    group_id, _ = only(template, "AWS::EC2::SecurityGroup")
+    assert model["Properties"]["VpcConfig"] == {"SecurityGroupIds": [{"Fn::GetAtt": [group_id, "GroupId"]}],
+                                                "Subnets": ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]}
+    _, config = only(template, "AWS::SageMaker::EndpointConfig")
+    assert "KmsKeyId" not in config["Properties"]  # ml.g6 has NVMe instance storage
+    policies = json.dumps(resources(template, "AWS::IAM::Policy"))
+    assert "arn:aws:kms:eu-west-1:111122223333:key/" in policies and "kms:Decrypt" in policies
+
+
+def test_client_lambda_may_invoke_only_this_endpoint(synthesized):
+    _, template = synthesized
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint")
+    client_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("ClientRole"))
+    (policy,) = [p for p in resources(template, "AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": client_role}]]
+    invoke = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "sagemaker:InvokeEndpoint" in s["Action"]]
+    assert invoke == [{"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id}}]
+
+
+def test_cache_hit_alarm_and_both_scaling_policies(synthesized):
+    _, template = synthesized
+    _, alarm = only(template, "AWS::CloudWatch::Alarm")
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"], props["Unit"]) == (
+        "AWS/SageMaker", "ModelCacheHit", "Average", "None")
+    assert props["Dimensions"] == [{"Name": "EndpointName", "Value": {"Ref": "EndpointName"}},
+                                   {"Name": "VariantName", "Value": "AllTraffic"}]
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint")
+    target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["DependsOn"] == [endpoint_id]
+    assert target["Properties"]["ResourceId"] == {"Fn::Join": ["", ["endpoint/", {"Ref": "EndpointName"},
+                                                                     "/variant/AllTraffic"]]}
+    policies = [p["Properties"] for p in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()]
+    assert all(p["ScalingTargetId"] == {"Ref": target_id} for p in policies)
+    by_metric = {json.dumps(c.get("PredefinedMetricSpecification") or c["CustomizedMetricSpecification"]["MetricName"]):
+                 c["TargetValue"] for c in (p["TargetTrackingScalingPolicyConfiguration"] for p in policies)}
+    # invocations per instance per minute; GPU % x 1 GPU (ml.g6.xlarge)
+    assert by_metric == {json.dumps({"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}): 40,
+                         json.dumps("GPUUtilization"): 65}
+
+
+def test_every_acknowledgement_fires(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "stack"))
+    from stack_helpers import (
+        acknowledged,
+        assert_every_acknowledgement_fires,
+        findings_without_acknowledgements,
+        synth_with_nag,
+    )
+
+    spec = importlib.util.spec_from_file_location("platform_app", HERE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = synth_with_nag(module.build, tmp_path / "acked", add_checks=False)
+    findings = findings_without_acknowledgements(module.build, tmp_path / "raw", monkeypatch, add_checks=False)
+    assert_every_acknowledgement_fires(acknowledged(app), findings)

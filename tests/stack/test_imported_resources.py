@@ -1,0 +1,116 @@
+"""The constructs with resources they do not own: imports, tokens, other stacks. Real synth with the
+AwsSolutions checks; each acknowledgement must match a finding that fires (see stack_helpers)."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+
+from mme_constructs import ModelArtifact, ModelBucket, ModelStore, MultiModelEndpoint, ServingImage
+
+from stack_helpers import (
+    REPO_ROOT,
+    acknowledged,
+    assert_every_acknowledgement_fires,
+    findings_without_acknowledgements,
+    resources,
+    synth_with_nag,
+    template_of,
+)
+
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SOURCES = REPO_ROOT / "model_sources"
+
+
+def serve(stack, store, **kwargs):
+    """An endpoint + one artifact on ``store``, with an image from an imported ECR repository."""
+    repo = ecr.Repository.from_repository_name(stack, "Repo", "platform/torchserve-mme")
+    image = ServingImage.from_ecr_repository(stack, "Image", repository=repo, tag="2024-06-01")
+    mme = MultiModelEndpoint(stack, "Mme", image=image, model_store=store, **kwargs)
+    ModelArtifact.from_model_sources(stack, "Sam", model_sources_dir=SOURCES, model_name="sam", model_store=store)
+    return mme
+
+
+def imported_by_name(app):
+    stack = cdk.Stack(app, "Serving")
+    store = ModelStore(s3.Bucket.from_bucket_name(stack, "Shared", "shared-models"), model_prefix="mme/",
+                       encryption_key=kms.Key.from_key_arn(stack, "Key", KEY_ARN))
+    serve(stack, store)
+
+
+def imported_by_arn_without_key(app):
+    stack = cdk.Stack(app, "Serving")
+    serve(stack, ModelStore(s3.Bucket.from_bucket_arn(stack, "Shared", "arn:aws:s3:::shared-models")))
+
+
+def bucket_name_parameter(app):
+    stack = cdk.Stack(app, "Serving")
+    name = cdk.CfnParameter(stack, "ModelBucketName", type="String")
+    endpoint_name = cdk.CfnParameter(stack, "EndpointName", type="String")
+    store = ModelStore(s3.Bucket.from_bucket_name(stack, "Shared", name.value_as_string))
+    serve(stack, store, endpoint_name=endpoint_name.value_as_string)
+
+
+def other_stack(app):
+    storage = cdk.Stack(app, "Storage")
+    bucket = ModelBucket(storage, "Models")
+    serve(cdk.Stack(app, "Serving"), bucket.model_store)
+
+
+def logical_id_overridden_later(app):
+    stack = cdk.Stack(app, "Serving")
+    bucket = ModelBucket(stack, "Models")
+    serve(stack, bucket.model_store)
+    bucket.bucket.node.default_child.override_logical_id("PlatformModelBucket")
+
+
+def immutable_role(app):
+    stack = cdk.Stack(app, "Serving")
+    role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::123456789012:role/mme", mutable=False)
+    serve(stack, ModelBucket(stack, "Models").model_store, role=role)
+
+
+SCENARIOS = {f.__name__: f for f in (imported_by_name, imported_by_arn_without_key, bucket_name_parameter,
+                                     other_stack, logical_id_overridden_later, immutable_role)}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_synthesizes_with_nag_and_every_acknowledgement_fires(scenario, tmp_path, monkeypatch):
+    build = SCENARIOS[scenario]
+    app = synth_with_nag(build, tmp_path / "acked")
+    findings = findings_without_acknowledgements(build, tmp_path / "raw", monkeypatch)
+    assert_every_acknowledgement_fires(acknowledged(app), findings)
+
+
+def test_imported_bucket_acknowledgements_name_the_bucket_arn(tmp_path):
+    app = synth_with_nag(imported_by_name, tmp_path)
+    ids = {rule for _, rule in acknowledged(app)}
+    assert "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::shared-models/mme/*]" in ids
+    assert "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::shared-models/mme/sam-*.tar.gz]" in ids
+    template = template_of(app, "Serving")
+    model = next(iter(resources(template, "AWS::SageMaker::Model").values()))["Properties"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://shared-models/mme/"
+    assert json.dumps(model["PrimaryContainer"]["Image"]).endswith('/platform/torchserve-mme:2024-06-01"]]}')
+    (artifact,) = resources(template, "Custom::ModelArtifact").values()
+    assert artifact["Properties"]["KmsKeyId"] == KEY_ARN and artifact["Properties"]["Prefix"] == "mme/"
+
+
+def test_store_without_key_grants_no_kms(tmp_path):
+    app = synth_with_nag(imported_by_arn_without_key, tmp_path)
+    template = template_of(app, "Serving")
+    text = json.dumps(resources(template, "AWS::IAM::Policy"))
+    assert "kms:" not in text
+    (artifact,) = resources(template, "Custom::ModelArtifact").values()
+    assert "KmsKeyId" not in artifact["Properties"]
+
+
+def test_cross_stack_bucket_is_acknowledged_by_its_import(tmp_path):
+    app = synth_with_nag(other_stack, tmp_path)
+    ids = {rule for path, rule in acknowledged(app) if path.startswith("Serving/")}
+    assert any(i.startswith("AwsSolutions-IAM5[Resource::Storage:ExportsOutputFnGetAttModels") for i in ids), ids
