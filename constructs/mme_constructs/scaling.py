@@ -72,17 +72,14 @@ class ScalableInstanceCount(Construct):
                              disable_scale_in: bool = False,
                              policy_name: str | None = None) -> appscaling.TargetTrackingScalingPolicy:
         """Track ``invocations_per_instance`` invocations per instance per minute."""
-        errors = _cooldown_errors(scale_out_cooldown, scale_in_cooldown)
+        errors = []
         if not Token.is_unresolved(invocations_per_instance) and invocations_per_instance <= 0:
-            errors.insert(0, f"invocations_per_instance must be > 0, got {invocations_per_instance}")
-        _raise_if(errors, "scale_on_invocations")
-        return self.scalable_target.scale_to_track_metric(
-            construct_id,
+            errors.append(f"invocations_per_instance must be > 0, got {invocations_per_instance}")
+        return self._track("scale_on_invocations", errors, construct_id, dict(
             target_value=float(invocations_per_instance),
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
-            disable_scale_in=disable_scale_in, policy_name=policy_name,
-        )
+            disable_scale_in=disable_scale_in, policy_name=policy_name))
 
     def scale_on_gpu_utilization(self, construct_id: str = "GpuUtilization", *,
                                  target_utilization_percent: float,
@@ -91,20 +88,25 @@ class ScalableInstanceCount(Construct):
                                  disable_scale_in: bool = False,
                                  policy_name: str | None = None) -> appscaling.TargetTrackingScalingPolicy:
         """Track ``target_utilization_percent`` per GPU (the policy's target is that times the GPU count)."""
-        errors = _cooldown_errors(scale_out_cooldown, scale_in_cooldown)
+        errors = []
         if not 0 < target_utilization_percent <= 100:
-            errors.insert(0, f"target_utilization_percent is a percentage in (0, 100], got {target_utilization_percent}")
+            errors.append(f"target_utilization_percent is a percentage in (0, 100], got {target_utilization_percent}")
         gpu = self.endpoint.gpu_instance_type
         if gpu is None:
             errors.append("the endpoint's instance type is unknown: import it with instance_type= to scale on GPUs")
-        _raise_if(errors, "scale_on_gpu_utilization")
-        return self.scalable_target.scale_to_track_metric(
-            construct_id,
-            target_value=float(target_utilization_percent * gpu.gpu_count),
+        return self._track("scale_on_gpu_utilization", errors, construct_id, dict(
+            target_value=float(target_utilization_percent * (gpu.gpu_count if gpu else 1)),
             custom_metric=self.endpoint.metric_gpu_utilization(period=Duration.minutes(1)),
             scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
-            disable_scale_in=disable_scale_in, policy_name=policy_name,
-        )
+            disable_scale_in=disable_scale_in, policy_name=policy_name))
+
+    def _track(self, where: str, errors: list[str], construct_id: str,
+               policy: dict) -> appscaling.TargetTrackingScalingPolicy:
+        """Raise every error of ``where`` at once, else add the target-tracking ``policy``."""
+        errors = errors + _cooldown_errors(policy["scale_out_cooldown"], policy["scale_in_cooldown"])
+        if errors:
+            raise ValueError(f"ScalableInstanceCount.{where}: " + "; ".join(errors))
+        return self.scalable_target.scale_to_track_metric(construct_id, **policy)
 
 
 def _service_linked_role(scope: Construct) -> iam.IRole:
@@ -124,8 +126,3 @@ def _cooldown_errors(scale_out: Duration, scale_in: Duration) -> list[str]:
         return []
     return [f"scale_in_cooldown ({scale_in.to_human_string()}) must be at least scale_out_cooldown "
             f"({scale_out.to_human_string()}): scale in slower than out, model reloads are expensive"]
-
-
-def _raise_if(errors: list[str], where: str) -> None:
-    if errors:
-        raise ValueError(f"ScalableInstanceCount.{where}: " + "; ".join(errors))

@@ -59,6 +59,17 @@ def assert_every_acknowledgement_fires(acks: set[tuple[str, str]], findings: set
     assert not unmatched, f"acknowledgements without a finding: {unmatched}"
 
 
+def make_endpoint(stack, **kwargs):
+    """A MultiModelEndpoint ``E`` named ``e`` on a new ModelBucket and this repository's container."""
+    from mme_constructs import ModelBucket, MultiModelEndpoint, ServingImage
+
+    bucket = ModelBucket(stack, "B")
+    image = ServingImage.from_asset(stack, "I", directory=REPO_ROOT / "container")
+    props = dict(image=image, model_store=bucket.model_store, endpoint_name="e")
+    props.update(kwargs)
+    return MultiModelEndpoint(stack, "E", **props)
+
+
 def resources(template: dict, type_: str) -> dict:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 

@@ -12,24 +12,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
-from mme_constructs import ModelBucket, ModelStore, MultiModelEndpoint, ScalableInstanceCount, ServingImage
+from mme_constructs import ModelBucket, ModelStore, ScalableInstanceCount, ServingImage
 from mme_constructs.instance_types import GPU_INSTANCE_TYPES, gpu_instance_type, supports_volume_kms_key
 
-from stack_helpers import REPO_ROOT
+from stack_helpers import make_endpoint as endpoint
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 def new_stack():
     return cdk.Stack(cdk.App(), "T")
-
-
-def endpoint(stack, **kwargs):
-    bucket = ModelBucket(stack, "B")
-    image = ServingImage.from_asset(stack, "I", directory=REPO_ROOT / "container")
-    props = dict(image=image, model_store=bucket.model_store, endpoint_name="e")
-    props.update(kwargs)
-    return MultiModelEndpoint(stack, "E", **props)
 
 
 def test_defaults_are_safe():

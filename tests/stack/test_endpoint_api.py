@@ -14,9 +14,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
 
-from mme_constructs import ModelBucket, MultiModelEndpoint, MultiModelEndpointBase, ServingImage
+from mme_constructs import MultiModelEndpoint, MultiModelEndpointBase
 
-from stack_helpers import REPO_ROOT
+from stack_helpers import make_endpoint as endpoint
 
 SM, EP = "AWS/SageMaker", "/aws/sagemaker/Endpoints"
 #: helper -> (namespace, metric name, unit, default statistic), as AWS documents them
@@ -43,14 +43,6 @@ DOCUMENTED = {
 
 def new_stack(**kwargs):
     return cdk.Stack(cdk.App(), "T", **kwargs)
-
-
-def endpoint(stack, **kwargs):
-    bucket = ModelBucket(stack, "B")
-    image = ServingImage.from_asset(stack, "I", directory=REPO_ROOT / "container")
-    props = dict(image=image, model_store=bucket.model_store, endpoint_name="e")
-    props.update(kwargs)
-    return MultiModelEndpoint(stack, "E", **props)
 
 
 def only(template: Template, type_: str) -> dict:
