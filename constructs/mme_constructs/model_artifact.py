@@ -84,8 +84,11 @@ class ModelArtifactProvider(Construct):
     * ``secretsmanager:GetSecretValue`` on a spec's token secret, read access to a spec's staged
       S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``), only when a spec names them.
 
+    Props: ``model_store`` (required), ``log_retention`` of both functions' log groups (default
+    one year).
+
     Attributes: ``function`` (the packager), ``role``, ``policy``, ``provider``,
-    ``service_token``, ``model_store``, ``model_prefix``.
+    ``service_token``, ``model_store``, ``model_prefix``, ``log_group``, ``framework_role``.
     """
 
     CONSTRUCT_ID = "ModelArtifactProvider"

@@ -1,4 +1,4 @@
-"""A platform team's app (tests/platform_app/app.py) synthesized by the real CDK CLI, with the
+"""A platform team's app (tests/platform_app/platform_app.py) synthesized by the real CDK CLI, with the
 AwsSolutions checks and cfn-lint: the constructs work in an app that is not this project's stack."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_every_acknowledgement_fires(tmp_path, monkeypatch):
         synth_with_nag,
     )
 
-    spec = importlib.util.spec_from_file_location("platform_app", HERE / "app.py")
+    spec = importlib.util.spec_from_file_location("platform_app", HERE / "platform_app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     app = synth_with_nag(module.build, tmp_path / "acked", add_checks=False)

@@ -7,7 +7,7 @@ is a CloudFormation parameter. It grants a client Lambda the right to invoke the
 on the multi-model cache hit ratio, and scales on invocations and on GPU utilization. It runs
 with CDK's default feature flags (no context of this repository) and the AwsSolutions checks.
 
-    cd tests/platform_app && npx cdk synth      # or: python3 app.py
+    cd tests/platform_app && npx cdk synth      # or: python3 platform_app.py
 """
 
 from __future__ import annotations
