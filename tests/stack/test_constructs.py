@@ -215,7 +215,7 @@ def test_model_waits_for_its_policies(default_stack):
     assert set(model["DependsOn"]) == {p for p in policies if p.startswith("Endpoint")}
 
 
-# --- EndpointAutoscaling -------------------------------------------------------------------
+# --- ScalableInstanceCount -----------------------------------------------------------------
 
 
 def test_autoscaling_target_and_both_policies(default_stack):

@@ -76,8 +76,17 @@ def immutable_role(app):
     serve(stack, ModelBucket(stack, "Models").model_store, role=role)
 
 
+def grants_to_other_principals(app):
+    stack = cdk.Stack(app, "Serving")
+    store = ModelBucket(stack, "Models").model_store
+    reader = iam.Role(stack, "Reader", assumed_by=iam.ServicePrincipal("batch.amazonaws.com"))
+    writer = iam.Role(stack, "Writer", assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"))
+    assert store.grant_read(reader).success and store.grant_write(writer, "custom-*.tar.gz").success
+
+
 SCENARIOS = {f.__name__: f for f in (imported_by_name, imported_by_arn_without_key, bucket_name_parameter,
-                                     other_stack, logical_id_overridden_later, immutable_role)}
+                                     other_stack, logical_id_overridden_later, immutable_role,
+                                     grants_to_other_principals)}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
