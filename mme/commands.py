@@ -122,11 +122,16 @@ def target_arg(text: str) -> tuple[str, str]:
     return name.strip(), target.strip()
 
 
-def seed_arg(text: str) -> int:
+def parse_number(text: str, kind: type, what: str):
+    """``kind(text)``, or the one-line argparse error ``<what>, got '<text>'``."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+
+
+def seed_arg(text: str) -> int:
+    value = parse_number(text, int, "a seed is an integer")
     if not 0 <= value <= 2**32 - 1:
         raise argparse.ArgumentTypeError(f"a seed is in 0..{2**32 - 1}, got {value}")
     return value
@@ -134,20 +139,14 @@ def seed_arg(text: str) -> int:
 
 def strength_arg(text: str) -> float:
     """A number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a strength is a number in (0, 1], got {text!r}") from None
+    value = parse_number(text, float, "a strength is a number in (0, 1]")
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"a strength is a number in (0, 1], got {text}")
     return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    value = parse_number(text, int, "expected a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value

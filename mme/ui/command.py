@@ -24,27 +24,21 @@ import argparse
 import signal
 import sys
 
-from mme.commands import EXIT_OK, UsageError, add_target_options, backend_from_args, command
+from mme.commands import EXIT_OK, UsageError, add_target_options, backend_from_args, command, parse_number
 
 DEFAULT_PORT = 8765
 DEFAULT_SESSION_MB = 1024
 
 
 def port_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a port is a number in 0..65535, got {text!r}") from None
+    value = parse_number(text, int, "a port is a number in 0..65535")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is a number in 0..65535, got {value}")
     return value
 
 
 def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    value = parse_number(text, float, "expected a positive number")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value

@@ -247,6 +247,11 @@ def test_error_paths_show_clear_messages(ui_local, page_for, tmp_path):
     page.click("#error-close")
     assert page.is_hidden("#error")
 
+    page.keyboard.press("?")  # the shortcuts, from the keyboard
+    assert page.is_visible("#help") and "undo" in page.inner_text("#help")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#help")
+
 
 def test_loading_model_state_against_an_endpoint(ui_env, page_for):
     """A multi-model endpoint answers ModelNotReadyException while it loads a model: the page says
