@@ -74,7 +74,7 @@ def _stop(signum, frame):
 
 def cmd_ui(args) -> int:
     """``mme ui``: build the client, serve the page until Ctrl+C / SIGTERM."""
-    from mme.client import MODELS, EditingClient
+    from mme.client import MODELS
 
     from .editor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, Editor, Limits
     from .jobs import JobRunner
@@ -85,7 +85,7 @@ def cmd_ui(args) -> int:
     backend = backend_from_args(args, MODELS, on_event=jobs.on_event, on_retry=jobs.on_retry)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1e6) if args.max_upload_mb else DEFAULT_MAX_UPLOAD_BYTES,
                     max_pixels=int(args.max_pixels or DEFAULT_MAX_PIXELS))
-    editor = Editor(EditingClient(backend), Session(max_bytes=int(args.session_mb * 1e6)), limits)
+    editor = Editor(backend, Session(max_bytes=int(args.session_mb * 1e6)), limits)
     config = {"backend": backend.describe(), "limits": limits.as_dict()}
     try:
         server = UiServer((args.host, args.port), editor, jobs, config)

@@ -125,12 +125,12 @@ def _png_data_url(data: bytes) -> str:
 
 # ---------------------------------------------------------------------------------- the editor
 class Editor:
-    """The page's operations on one :class:`EditingClient` and one :class:`Session`."""
+    """The page's operations: an :class:`EditingClient` on ``backend`` (a client backend, see
+    :class:`mme.client.Backend`), the images of one :class:`Session`."""
 
-    def __init__(self, client: EditingClient, session: Session, limits: Limits):
-        self.backend = MeteredBackend(client.backend)
-        client.backend = self.backend
-        self.client = client
+    def __init__(self, backend, session: Session, limits: Limits):
+        self.backend = MeteredBackend(backend)
+        self.client = EditingClient(self.backend)
         self.session = session
         self.limits = limits
         self._select_lock = threading.Lock()  # the client's image_id memory is not thread-safe
@@ -155,7 +155,7 @@ class Editor:
         """Apply the EXIF orientation once, here, so that the page, the clicks and the models all
         see the same upright pixels (re-encoded losslessly as PNG when a rotation was needed)."""
         with Image.open(io.BytesIO(encoded.data)) as img:
-            if img.getexif().get(EXIF_ORIENTATION, 1) in (1, None):
+            if img.getexif().get(EXIF_ORIENTATION) not in range(2, 9):  # 1 = upright; 2..8 = flips/turns
                 return encoded, ""
             upright = ImageOps.exif_transpose(img)
         return encode_image(upright), "rotated upright from its EXIF orientation"

@@ -148,6 +148,4 @@ class JobRunner:
         job = self._current()
         if job is None:
             return
-        loading = message.startswith("registering")
-        job.update(LOADING_MODEL if loading else RETRYING,
-                   f"{message} (loading the model)" if loading else message)
+        job.update(LOADING_MODEL if message.startswith("registering") else RETRYING, message)

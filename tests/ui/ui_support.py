@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO_ROOT / "docs" / "images"
+# docs/usage.md shows these; MME_UI_SCREENSHOTS=DIR writes them elsewhere (e.g. a CI artifact folder)
+SCREENSHOTS = Path(os.environ.get("MME_UI_SCREENSHOTS") or REPO_ROOT / "docs" / "images")
 CHROMIUM = Path(os.environ.get("MME_CHROMIUM", "/usr/bin/chromium"))
 # Headless Debian Chromium as root in a container: no sandbox; nothing that calls home.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
