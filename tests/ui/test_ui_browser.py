@@ -10,21 +10,24 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from client_support import sample_photo
 from PIL import Image
 from sagemaker_fakes import FakeSageMakerRuntime, model_not_ready
-from ui_support import SCREENSHOTS, UiProcess, rgb
+from ui_support import REPO_ROOT, SCREENSHOTS, UiProcess, rgb
 
 pytestmark = [pytest.mark.torchserve, pytest.mark.browser]
 
 
 # ---------------------------------------------------------------------------------- page helpers
 def shot(page, name: str) -> None:
+    """A screenshot for the docs (JPEG: a sixth of the PNG's size for photos, rewritten each run)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name))
+    page.screenshot(path=str(SCREENSHOTS / name), type="jpeg", quality=85)
 
 
 def jobs(page) -> int:
@@ -112,7 +115,7 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     size = (original.shape[1], original.shape[0])
     page = page_for(ui_local)
     assert "up to 4.3 MB and 16.8 megapixels" in page.inner_text("#limits")
-    shot(page, "ui-start.png")
+    shot(page, "ui-start.jpg")
 
     drop_file(page, photo.read_bytes(), "coffee.png", "image/png")
     page.wait_for_selector("#view:not([hidden])")
@@ -144,7 +147,7 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     page.click("#undo")
     page.click("#redo")
     assert counts(page) == (3, 1)
-    shot(page, "ui-select.png")
+    shot(page, "ui-select.jpg")
 
     # erase, compare before/after (slider, press-and-hold, drag on the picture), download
     run_edit(page, "#erase")
@@ -159,7 +162,7 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     box = page.locator("#base").bounding_box()
     page.mouse.click(box["x"] + 0.7 * box["width"], box["y"] + 0.5 * box["height"])
     assert 68 <= int(page.input_value("#compare")) <= 72
-    shot(page, "ui-erase.png")
+    shot(page, "ui-erase.jpg")
     assert_edit_kept_outside(download(page), original, history_mask(ui_local))
 
     # replace with a prompt, a fixed seed, 2 steps and strength 0.8; the same seed again: same picture
@@ -174,7 +177,7 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     assert page.inner_text("#seed-used") == "used: 7"
     assert "with seed 7" in page.inner_text("#status-text")
     assert "strength 0.8" in page.inner_text("#result-info")
-    shot(page, "ui-replace.png")
+    shot(page, "ui-replace.jpg")
     first = download(page)
     assert_edit_kept_outside(first, original, history_mask(ui_local))
     page.keyboard.press("Escape")  # back to the selection
@@ -236,7 +239,7 @@ def test_error_paths_show_clear_messages(ui_local, page_for, tmp_path):
     assert page.inner_text("#error-title") == "Replace failed:"
     assert page.inner_text("#error-message") == "'prompt' is 80 tokens; the text encoder takes at most 75"
     assert page.inner_text("#error-detail") == "(model sd · prompt_too_long · HTTP 400)"
-    shot(page, "ui-error.png")
+    shot(page, "ui-error.jpg")
 
     page.fill("#prompt", "a hat")
     page.fill("#steps", "101")
@@ -273,7 +276,7 @@ def test_loading_model_state_against_an_endpoint(ui_env, page_for):
             page.wait_for_selector("#status[data-state='loading_model']")
             assert page.is_visible("#progress")
             assert page.inner_text("#status-text").startswith("Loading the model… lama is loading on the endpoint")
-            shot(page, "ui-loading-model.png")
+            shot(page, "ui-loading-model.jpg")
             runtime.scripted.clear()  # the model is loaded now
             wait_jobs(page, before + 1)
             assert page.inner_text("#status-text").startswith("Erase done in")
@@ -283,3 +286,9 @@ def test_loading_model_state_against_an_endpoint(ui_env, page_for):
         finally:
             code, out, err = ui.stop()
         assert code == 0 and "Traceback" not in err
+
+
+def test_the_docs_show_every_screenshot_taken_here():
+    taken = set(re.findall(r'shot\(page, "([^"]+)"\)', Path(__file__).read_text()))
+    shown = set(re.findall(r"\]\(images/([^)]+)\)", (REPO_ROOT / "docs" / "usage.md").read_text()))
+    assert len(taken) == 6 and shown == taken
