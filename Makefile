@@ -17,8 +17,11 @@ CDK_FLAGS := --no-notices --no-version-reporting
 PYTEST_ARGS ?=
 # Extra context for synth/diff/deploy, e.g. CONTEXT="-c instanceType=ml.g6.2xlarge"
 CONTEXT ?=
+# Headless Chromium for the page's browser tests: the Debian package (installed below when missing).
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
+export MME_CHROMIUM := $(CHROMIUM)
 
-.PHONY: all synth test deploy diff destroy setup setup-dev clean
+.PHONY: all synth test deploy diff destroy setup setup-dev browser clean
 
 all: synth
 
@@ -43,11 +46,22 @@ setup: $(VENV)/.synth-deps node_modules/.package-lock.json
 
 setup-dev: setup $(VENV)/.dev-deps
 
+# The Debian chromium package, when missing (apt-get as root, or with password-less sudo). No
+# browser is ever downloaded from anywhere else.
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "chromium is missing: install the Debian package (sudo apt-get install chromium), then run make test again" >&2; exit 1; fi; \
+	  echo "installing the Debian chromium package for the browser tests"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
 synth: setup
 	$(CDK) synth $(CDK_FLAGS) --quiet $(CONTEXT)
 	@echo "CloudFormation templates:"; ls -1 $(CURDIR)/cdk.out/*.template.json
 
-test: setup-dev
+test: setup-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 diff: setup

@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "mme.package_cmd",  # mme package: build a model archive (issue 3)
     "mme.commands",  # mme select / erase / replace / local up|down|status (issue 5)
     "mme.cost",  # mme cost: single-model vs multi-model endpoint monthly cost (issue 6)
+    "mme.ui.command",  # mme ui: the click-to-edit web page
 )
 """Modules that each register their subcommand(s) (in this order in ``mme --help``)."""
 

@@ -122,21 +122,31 @@ def target_arg(text: str) -> tuple[str, str]:
     return name.strip(), target.strip()
 
 
-def seed_arg(text: str) -> int:
+def parse_number(text: str, kind: type, what: str):
+    """``kind(text)``, or the one-line argparse error ``<what>, got '<text>'``."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+
+
+def seed_arg(text: str) -> int:
+    value = parse_number(text, int, "a seed is an integer")
     if not 0 <= value <= 2**32 - 1:
         raise argparse.ArgumentTypeError(f"a seed is in 0..{2**32 - 1}, got {value}")
     return value
 
 
+def strength_arg(text: str) -> float:
+    """A number in (0, 1]."""
+    value = parse_number(text, float, "a strength is a number in (0, 1]")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a strength is a number in (0, 1], got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    value = parse_number(text, int, "expected a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
@@ -152,7 +162,7 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress messages even when not on a terminal")
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
+def add_target_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where to send the request (one of --endpoint/--stack-name or --local)")
     group.add_argument("--endpoint", metavar="NAME",
                        help="SageMaker endpoint name (default: the stack's EndpointName output)")
@@ -191,7 +201,7 @@ def register(subparsers) -> None:
     p.add_argument("--single-mask", action="store_true",
                    help="ask SAM for one mask instead of the best of three")
     p.add_argument("-o", "--output", metavar="MASK.png", required=True, help="where to write the mask (PNG)")
-    _add_target_options(p)
+    add_target_options(p)
     p.set_defaults(func=command(cmd_select), mme_prog=p.prog, mme_models=("sam",))
 
     p = subparsers.add_parser(
@@ -202,7 +212,7 @@ def register(subparsers) -> None:
     p.add_argument("image", metavar="IMAGE", help="the photo")
     p.add_argument("--mask", metavar="MASK", required=True, help="mask image (white = erase), the photo's size")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result (.png, .jpg, .webp)")
-    _add_target_options(p)
+    add_target_options(p)
     p.set_defaults(func=command(cmd_erase), mme_prog=p.prog, mme_models=("lama",))
 
     p = subparsers.add_parser(
@@ -219,8 +229,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed_arg, help="random seed (0..2^32-1) for a reproducible result")
     p.add_argument("--steps", type=positive_int, help="denoising steps (default: the model's, 25)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's, 7.5)")
+    p.add_argument("--strength", type=strength_arg, metavar="S",
+                   help="how much of the masked area is repainted, 0 < S <= 1 (default: the model's, 1.0 = all; "
+                        "lower keeps more of the photo)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result (.png, .jpg, .webp)")
-    _add_target_options(p)
+    add_target_options(p)
     p.set_defaults(func=command(cmd_replace), mme_prog=p.prog, mme_models=("sd",))
 
     local = subparsers.add_parser(
@@ -302,8 +315,10 @@ def _fail(prog: str, exc, code: int) -> int:
     return code
 
 
-def _client(args, progress: Progress):
-    from mme.client import DEFAULT_STACK_NAME, MODELS, EditingClient
+def backend_from_args(args, models: tuple[str, ...], *, on_event=None, on_retry=None):
+    """The backend that the target options of ``args`` name (``--local`` or a deployed stack /
+    endpoint), for ``models``; ``on_event``/``on_retry`` are the backends' progress callbacks."""
+    from mme.client import DEFAULT_STACK_NAME, MODELS
 
     remote = args.endpoint or args.stack_name or args.target_model
     if args.local and remote:
@@ -311,15 +326,10 @@ def _client(args, progress: Progress):
     if args.local:
         from mme.client.local import LocalBackend
 
-        return EditingClient(LocalBackend.from_state(args.state_dir, on_event=progress.note))
+        return LocalBackend.from_state(args.state_dir, on_event=on_event)
     if not (args.endpoint or args.stack_name):
         raise UsageError("say where to send the request: --endpoint NAME, --stack-name NAME or --local")
     from mme.client import SageMakerBackend
-
-    def on_retry(kind, attempt, delay, message):
-        what = {"model_loading": "the model is loading on the endpoint", "throttled": "throttled",
-                "unavailable": "the endpoint is unavailable"}.get(kind, kind)
-        progress.note(f"{what} (attempt {attempt}); retrying in {delay:.1f}s")
 
     overrides = {}
     for name, target in args.target_model:
@@ -327,10 +337,20 @@ def _client(args, progress: Progress):
             raise UsageError(f"--target-model {name}=...: unknown model {name!r} ({', '.join(MODELS)})")
         overrides[name] = target
     stack = args.stack_name or os.environ.get("MME_STACK_NAME") or DEFAULT_STACK_NAME
-    backend = SageMakerBackend.from_stack(stack, endpoint_name=args.endpoint, target_models=overrides,
-                                          models=args.mme_models, region=args.region, profile=args.profile,
-                                          on_retry=on_retry)
-    return EditingClient(backend)
+    return SageMakerBackend.from_stack(stack, endpoint_name=args.endpoint, target_models=overrides,
+                                       models=models, region=args.region, profile=args.profile,
+                                       on_retry=on_retry)
+
+
+def _client(args, progress: Progress):
+    from mme.client import EditingClient
+
+    def on_retry(kind, attempt, delay, message):
+        what = {"model_loading": "the model is loading on the endpoint", "throttled": "throttled",
+                "unavailable": "the endpoint is unavailable"}.get(kind, kind)
+        progress.note(f"{what} (attempt {attempt}); retrying in {delay:.1f}s")
+
+    return EditingClient(backend_from_args(args, args.mme_models, on_event=progress.note, on_retry=on_retry))
 
 
 def _check_output(path: str, formats: set[str] | None = None) -> Path:
@@ -379,6 +399,17 @@ def load_mask(path, size):
     return load(path, size)
 
 
+def warn_ignored(prog: str, answer_fields: dict) -> None:
+    """Warn on stderr when the model ignored some of the arguments it was sent (``ignored_args``:
+    e.g. an endpoint serving an older model version that does not know ``--strength``)."""
+    from mme.client.editing import IGNORED_ARGS
+
+    ignored = answer_fields.get(IGNORED_ARGS)
+    if ignored:
+        names = ", ".join(str(name) for name in ignored)
+        sys.stderr.write(f"{prog}: warning: the model ignored gen_args it does not know: {names}\n")
+
+
 def cmd_select(args) -> int:
     """``mme select``: write the mask of the object under the point(s)."""
     if not args.point and args.box is None:
@@ -392,6 +423,7 @@ def cmd_select(args) -> int:
     with progress.step(f"select ({client.backend.describe()})"):
         result = client.select(image, args.point or None, labels=args.label, box=args.box,
                                dilate=args.dilate, multimask=not args.single_mask)
+    warn_ignored(args.mme_prog, result.extras)
     _save(result.mask, out)
     selected = int(result.array.sum())
     print(f"{out}: mask {result.mask.size[0]}x{result.mask.size[1]}, {selected} pixels selected, "
@@ -408,6 +440,7 @@ def cmd_erase(args) -> int:
     client = _client(args, progress)
     with progress.step(f"erase ({client.backend.describe()})"):
         image = client.erase(image, mask)
+    warn_ignored(args.mme_prog, image.info)
     _save(image, out)
     print(f"{out}: {image.size[0]}x{image.size[1]}")
     return EXIT_OK
@@ -424,7 +457,9 @@ def cmd_replace(args) -> int:
     client = _client(args, progress)
     with progress.step(f"replace ({client.backend.describe()})"):
         image = client.replace(image, mask, args.prompt, negative_prompt=args.negative_prompt,
-                               seed=args.seed, steps=args.steps, guidance=args.guidance)
+                               seed=args.seed, steps=args.steps, guidance=args.guidance,
+                               strength=args.strength)
+    warn_ignored(args.mme_prog, image.info)
     _save(image, out)
     seed = image.info.get("seed")
     print(f"{out}: {image.size[0]}x{image.size[1]}" + (f", seed {seed}" if seed is not None else ""))

@@ -24,6 +24,8 @@ SEGMENT_MODEL, ERASE_MODEL, REPLACE_MODEL = "sam", "lama", "sd"
 MODELS = (SEGMENT_MODEL, ERASE_MODEL, REPLACE_MODEL)
 UNKNOWN_IMAGE_ID = "unknown_image_id"
 MAX_PROMPT_CHARS = 1000
+IGNORED_ARGS = "ignored_args"
+"""Answer field listing the ``gen_args`` keys the model did not know (absent when none)."""
 
 
 class Backend(Protocol):
@@ -42,7 +44,8 @@ class Backend(Protocol):
 class SelectResult:
     """SAM's answer: ``mask`` (Pillow "L" image, 0/255, the input's size), ``score`` (the
     model's predicted IoU), ``image_id`` (send it instead of the image for further clicks) and
-    whether the image embedding came from the model's cache."""
+    whether the image embedding came from the model's cache. ``extras`` holds the answer's other
+    fields (e.g. ``ignored_args``)."""
 
     mask: Image.Image
     score: float
@@ -172,7 +175,8 @@ class EditingClient:
     # ------------------------------------------------------------------ erase (LaMa)
     def erase(self, image: ImageLike, mask: ImageLike) -> Image.Image:
         """Remove the masked object and fill the hole from its surroundings (LaMa). Returns an RGB
-        image of the input's size; pixels outside the mask are the input's."""
+        image of the input's size; pixels outside the mask are the input's. The answer's other
+        fields (e.g. ``ignored_args``) are in ``result.info``."""
         encoded = encode_image(image)
         mask_arr = load_mask(mask, encoded.size)
         answer = self.backend.invoke(ERASE_MODEL, {"image": encoded.b64, "mask_image": encode_mask(mask_arr)})
@@ -180,10 +184,12 @@ class EditingClient:
 
     # ------------------------------------------------------------------ replace (SD inpaint)
     def replace(self, image: ImageLike, mask: ImageLike, prompt: str, negative_prompt: str | None = None,
-                seed: int | None = None, steps: int | None = None, guidance: float | None = None) -> Image.Image:
+                seed: int | None = None, steps: int | None = None, guidance: float | None = None,
+                strength: float | None = None) -> Image.Image:
         """Repaint the masked area from ``prompt`` (Stable Diffusion 2 inpainting). Returns an RGB
         image of the input's size; pixels outside the mask are the input's. The seed used is in
-        ``result.info["seed"]`` (pass it back to reproduce the result)."""
+        ``result.info["seed"]`` (pass it back to reproduce the result). ``strength`` (0 < s <= 1,
+        the model's default 1.0): lower keeps more of the photo under the mask."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty: say what to paint into the mask")
         if len(prompt) > MAX_PROMPT_CHARS:
@@ -201,6 +207,11 @@ class EditingClient:
             if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
                 raise InputError(f"guidance must be a number >= 0, got {guidance!r}")
             gen_args["guidance_scale"] = float(guidance)
+        if strength is not None:
+            if (isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength)
+                    or not 0 < strength <= 1):
+                raise InputError(f"strength must be a number in (0, 1], got {strength!r}")
+            gen_args["strength"] = float(strength)
         encoded = encode_image(image)
         mask_arr = load_mask(mask, encoded.size)
         payload: dict[str, Any] = {"image": encoded.b64, "mask_image": encode_mask(mask_arr), "prompt": prompt}

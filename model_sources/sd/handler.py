@@ -4,17 +4,25 @@ Request (JSON; the shared contract of ``mme_serving``)::
 
     {"image": <base64 PNG/JPEG/WebP>, "mask_image": <base64, same size, white = replace>,
      "prompt": "a red vase", "negative_prompt": "blurry",            # negative_prompt optional
-     "gen_args": {"num_inference_steps": 25, "guidance_scale": 7.5, "seed": 42}}  # all optional
+     "gen_args": {"num_inference_steps": 25, "guidance_scale": 7.5, "seed": 42,  # all optional
+                  "strength": 1.0}}
 
-Response: ``{"generated_image": <base64 PNG, the input's size>, "seed": <the seed used>}``.
+Response: ``{"generated_image": <base64 PNG, the input's size>, "seed": <the seed used>}``
+(plus ``ignored_args``, the unknown ``gen_args`` keys, when there are any).
 Pixels outside the mask are the input's, byte for byte. Without ``seed`` a random one is drawn
 and returned, so any result can be reproduced; with the same seed and inputs the same bytes come
 back (on the same hardware and software; a CUDA and a CPU generator give different noise).
 
+``strength`` (0 < strength <= 1, default 1.0) is how much of the masked area is repainted: 1.0
+starts from pure noise (the prompt alone decides what appears), lower values start from the
+photo with that much noise added and keep more of its shapes and colours. Only the last
+``int(steps * strength)`` denoising steps run, so it must leave at least one step.
+
 Bad input -> 400 ``{"error": {"code", "message"}}`` for that request only: missing/empty prompt
 (``missing_field``/``empty_prompt``), prompt over ``max_prompt_chars`` characters or over the text
 encoder's 77-token window (``prompt_too_long``, likewise ``negative_prompt_too_long``; the pipeline
-would otherwise silently drop the tail), steps/guidance/seed out of range (``out_of_range``),
+would otherwise silently drop the tail), steps/guidance/seed/strength out of range, or a strength
+so low that no denoising step is left (``out_of_range``),
 mask size different from the image (``mask_size_mismatch``), empty mask (``empty_mask``), bad
 base64, not an image, over the pixel limit.
 
@@ -46,7 +54,7 @@ Settings (``model-config.yaml`` ``handler:``; the shared ones are in ``mme_servi
 ``default_guidance`` (7.5), ``max_guidance`` (20), ``context`` (0.25: margin around the mask as
 a fraction of its longest side), ``native_size`` (0 = from the model: UNet sample size x VAE
 factor), ``max_prompt_chars`` (1000), ``batch_mode`` (sequential|grouped: grouped runs the
-requests of a TorchServe batch that share steps and guidance in one pipeline call),
+requests of a TorchServe batch that share steps, guidance and strength in one pipeline call),
 ``deterministic`` (true: cuDNN deterministic algorithms).
 """
 
@@ -60,11 +68,13 @@ from typing import Any
 
 import torch
 from mme_serving import Arg, ConfigError, Request, RequestError, ServingHandler, encode_png_b64
+from mme_serving.errors import OUT_OF_RANGE
 from sd_crop import mask_bbox, paste_back, plan_crop, prepare_canvas
 
 logger = logging.getLogger(__name__)
 
 SEED_MAX = 2**32 - 1
+DEFAULT_STRENGTH = 1.0
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -98,6 +108,13 @@ def _has_variant(weights_dir: str, variant: str) -> bool:
         if not glob.glob(pattern):
             return False
     return True
+
+
+def _above_zero(value: float, name: str) -> float:
+    """``strength`` is in (0, 1]: zero would repaint nothing."""
+    if value <= 0:
+        raise RequestError(OUT_OF_RANGE, f"gen_args.{name}={value:g} must be above 0 (0 < {name} <= 1)")
+    return value
 
 
 class SDInpaintHandler(ServingHandler):
@@ -164,6 +181,7 @@ class SDInpaintHandler(ServingHandler):
             "num_inference_steps": Arg(int, self.default_steps, min=1, max=self.max_steps),
             "guidance_scale": Arg(float, self.default_guidance, min=0.0, max=self.max_guidance),
             "seed": Arg(int, None, min=0, max=SEED_MAX),
+            "strength": Arg(float, DEFAULT_STRENGTH, min=0.0, max=1.0, parse=_above_zero),
         }
         logger.info("sd: %s, variant=%s, scheduler=%s, %d steps by default, native %dpx, "
                     "safety checker off", dtype, variant, self.scheduler_name, self.default_steps, self.native)
@@ -190,6 +208,10 @@ class SDInpaintHandler(ServingHandler):
         self._check_tokens(negative, "negative_prompt")
         image = request.image("image")
         mask = request.mask(image.size, "mask_image")
+        steps, strength = args["num_inference_steps"], args["strength"]
+        if int(steps * strength) < 1:
+            raise RequestError(OUT_OF_RANGE, f"gen_args.strength={strength:g} with {steps} steps leaves no denoising "
+                                             f"step (int(steps x strength) must be at least 1): raise either")
         seed = args["seed"]
         if seed is None:
             seed = secrets.randbelow(SEED_MAX + 1)
@@ -198,12 +220,12 @@ class SDInpaintHandler(ServingHandler):
         return {
             "image": image, "mask": mask, "plan": plan, "canvas": canvas, "canvas_mask": canvas_mask,
             "prompt": prompt, "negative_prompt": negative, "seed": seed,
-            "steps": args["num_inference_steps"], "guidance": args["guidance_scale"],
+            "steps": steps, "guidance": args["guidance_scale"], "strength": strength,
         }
 
     # ------------------------------------------------------------------ inference
     def _run(self, items: list[dict]) -> list:
-        """One pipeline call for ``items`` (same steps and guidance); returns canvases."""
+        """One pipeline call for ``items`` (same steps, guidance and strength); returns canvases."""
         generators = [torch.Generator(device=self.device).manual_seed(it["seed"]) for it in items]
         out = self.pipe(
             prompt=[it["prompt"] for it in items],
@@ -214,6 +236,7 @@ class SDInpaintHandler(ServingHandler):
             width=self.native,
             num_inference_steps=items[0]["steps"],
             guidance_scale=items[0]["guidance"],
+            strength=items[0]["strength"],
             generator=generators,
             output_type="pil",
         )
@@ -233,7 +256,7 @@ class SDInpaintHandler(ServingHandler):
             return super().infer_batch(items)
         groups: dict[tuple, list[int]] = {}
         for i, it in enumerate(items):
-            groups.setdefault((it["steps"], it["guidance"]), []).append(i)
+            groups.setdefault((it["steps"], it["guidance"], it["strength"]), []).append(i)
         results: list = [None] * len(items)
         for idxs in groups.values():
             group = [items[i] for i in idxs]

@@ -327,6 +327,23 @@ def test_batch_isolates_failures(echo):
     assert run_batch(handler, ctx, [{"image": img}], as_bytes=False)[0][0] == 200
 
 
+def test_unknown_gen_args_are_served_and_listed_as_ignored(echo):
+    handler, ctx = echo
+    img = b64_png(sample_image(12, 8))
+    results = run_batch(handler, ctx, [
+        {"image": img, "gen_args": {"fial": "crash", "seed": 3}},        # typo + a key this model lacks
+        {"image": img, "gen_args": json.dumps({"zeta": 1, "alpha": None})},
+        {"image": img, "gen_args": {"fail": None}},                       # only known keys
+        {"image": img},                                                   # no gen_args at all
+        {"image": "###", "gen_args": {"typo": 1}},                        # an error body stays as it is
+    ])
+    assert [s for s, _ in results] == [200, 200, 200, 200, 400]
+    assert results[0][1] == {"size": [12, 8], "grad": False, "ignored_args": ["fial", "seed"]}
+    assert results[1][1]["ignored_args"] == ["alpha", "zeta"]
+    assert "ignored_args" not in results[2][1] and "ignored_args" not in results[3][1]
+    assert set(results[4][1]) == {"error"}
+
+
 def test_whole_batch_failure_is_reported_per_request(echo, monkeypatch):
     handler, ctx = echo
     monkeypatch.setattr(handler, "infer_batch", lambda items: [])  # wrong length

@@ -205,6 +205,39 @@ def test_guidance_and_steps_change_the_result(sd):
     assert len(set(images)) == 3
 
 
+def test_strength_runs_the_last_steps_only_and_changes_the_result(sd):
+    handler, ctx = sd
+    img, mask = noise_image(64, 64, seed=6), rect_mask(64, 64, (12, 12, 44, 40))
+    unet_calls = []
+    hook = handler.pipe.unet.register_forward_hook(lambda *args: unet_calls.append(1))
+    try:
+        res = []
+        for strength in (None, 1.0, 0.5, 0.5, 0.25):
+            gen = {"seed": 5, "num_inference_steps": 4} | ({} if strength is None else {"strength": strength})
+            unet_calls.clear()
+            [answer] = run_batch(handler, ctx, [inpaint_request(img, mask, **gen)])
+            res.append((answer, len(unet_calls)))
+    finally:
+        hook.remove()
+    images = [body["generated_image"] for (_, body), _ in res]
+    assert [calls for _, calls in res] == [4, 4, 2, 2, 1], "only the last int(steps x strength) steps run"
+    assert images[0] == images[1], "strength 1.0 is the default"
+    assert images[2] == images[3], "a seeded request with a strength is deterministic"
+    assert len({images[1], images[2], images[4]}) == 3, "the strength changes the picture"
+    for (status_body, _) in res:
+        assert "ignored_args" not in status_body[1]
+        _assert_inpainted(status_body, img, mask)
+
+
+def test_unknown_gen_args_are_listed_in_the_answer(sd):
+    handler, ctx = sd
+    img, mask = noise_image(48, 40, seed=2), rect_mask(48, 40, (8, 8, 30, 30))
+    [(status, body)] = run_batch(handler, ctx, [inpaint_request(
+        img, mask, seed=1, num_inference_steps=2, strenght=0.5, dilate_kernel_size=15)])
+    assert status == 200 and body["ignored_args"] == ["dilate_kernel_size", "strenght"]
+    assert body["seed"] == 1
+
+
 # ---------------------------------------------------------------------------------- bad input
 _IMG = noise_image(64, 48, seed=11)
 _MASK = rect_mask(64, 48, (10, 10, 30, 30))
@@ -246,6 +279,11 @@ BAD_CASES = {
     "seed_negative": (_gen(seed=-1), "out_of_range"),
     "seed_over_32_bits": (_gen(seed=2**32), "out_of_range"),
     "seed_string": (_gen(seed="42"), "invalid_argument"),
+    "strength_zero": (_gen(strength=0), "out_of_range"),
+    "strength_negative": (_gen(strength=-0.5), "out_of_range"),
+    "strength_over_one": (_gen(strength=1.01), "out_of_range"),
+    "strength_string": (_gen(strength="0.5"), "invalid_argument"),
+    "strength_leaves_no_step": (_gen(strength=0.4), "out_of_range"),        # int(2 steps x 0.4) == 0
     "gen_args_array": (_req(gen_args=[1, 2]), "invalid_gen_args"),
     "gen_args_bad_json_string": (_req(gen_args="{num_inference_steps"), "invalid_gen_args"),
     "mask_size_mismatch": (_req(mask_image=b64_png(rect_mask(48, 64, (1, 1, 5, 5)))), "mask_size_mismatch"),

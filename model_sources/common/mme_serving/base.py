@@ -12,6 +12,10 @@ A model handler subclasses :class:`ServingHandler` and implements three hooks:
     (``{"generated_image": ..., ...}``). Override ``infer_batch(items) -> list`` instead to run
     several requests together; it returns one dict *or exception* per item.
 
+A successful response also lists the request's unknown ``gen_args`` keys as ``ignored_args``
+(absent when there are none): they are accepted, as the original sample's clients send extra
+keys, but a typo such as ``num_inference_step`` becomes visible.
+
 ``handle`` takes care of the batch: every request is parsed and served on its own, a bad one gets
 its own status (400 + ``{"error": {"code", "message"}}``) through
 ``context.set_response_status(code, phrase, idx=i)``, the rest of the batch is served, and no
@@ -113,10 +117,13 @@ class ServingHandler(BaseHandler):
         data = list(data or [])
         responses: list = [None] * len(data)
         parsed: list[tuple[int, Any]] = []
+        ignored: dict[int, list[str]] = {}
         for idx, row in enumerate(data):
             try:
                 request = Request.from_row(row, idx, self.limits)
                 parsed.append((idx, self.parse(request)))
+                if request.ignored_args:
+                    ignored[idx] = request.ignored_args
             except Exception as exc:  # noqa: BLE001
                 responses[idx] = self._error(context, idx, exc)
         if parsed:
@@ -131,6 +138,8 @@ class ServingHandler(BaseHandler):
                 if isinstance(result, BaseException):
                     responses[idx] = self._error(context, idx, result)
                 else:
+                    if idx in ignored and isinstance(result, dict):
+                        result = {**result, "ignored_args": ignored[idx]}
                     responses[idx] = self._ok(context, idx, result)
         metrics = getattr(context, "metrics", None)
         if metrics is not None:

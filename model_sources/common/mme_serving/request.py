@@ -126,13 +126,9 @@ def _check_type(name: str, value: Any, arg: Arg) -> Any:
     return value  # "any"
 
 
-def parse_gen_args(raw: Any, spec: Mapping[str, Arg]) -> dict:
-    """Validate ``gen_args`` (a dict, a JSON object string, or absent/null) against ``spec``.
-
-    Returns a dict with every key of ``spec`` (defaults filled in). Unknown keys are ignored
-    (clients of the original sample send extra keys). Errors: ``invalid_gen_args`` (not an
-    object), ``missing_field``, ``invalid_argument`` (type), ``out_of_range`` (bounds).
-    """
+def gen_args_object(raw: Any) -> dict:
+    """``gen_args`` as a dict: a dict as is, a JSON object string parsed, absent/null/blank -> ``{}``.
+    Raises ``invalid_gen_args`` for anything else."""
     if raw is None:
         raw = {}
     elif isinstance(raw, (bytes, bytearray)):
@@ -147,6 +143,18 @@ def parse_gen_args(raw: Any, spec: Mapping[str, Arg]) -> dict:
                 raise RequestError(INVALID_GEN_ARGS, "gen_args is a string but not valid JSON") from None
     if not isinstance(raw, dict):
         raise RequestError(INVALID_GEN_ARGS, "gen_args must be a JSON object (or a string holding one)")
+    return raw
+
+
+def parse_gen_args(raw: Any, spec: Mapping[str, Arg]) -> dict:
+    """Validate ``gen_args`` (a dict, a JSON object string, or absent/null) against ``spec``.
+
+    Returns a dict with every key of ``spec`` (defaults filled in). Unknown keys are ignored
+    (clients of the original sample send extra keys; :meth:`Request.gen_args` records them so the
+    response can list them). Errors: ``invalid_gen_args`` (not an object), ``missing_field``,
+    ``invalid_argument`` (type), ``out_of_range`` (bounds).
+    """
+    raw = gen_args_object(raw)
     out: dict = {}
     for name, arg in spec.items():
         value = raw.get(name)
@@ -176,6 +184,9 @@ class Request:
         self.body = body
         self.index = index
         self.limits = limits or ImageLimits()
+        #: ``gen_args`` keys the handler does not know (sorted; set by :meth:`gen_args`); the
+        #: response lists them as ``ignored_args`` so that a typo does not pass unnoticed
+        self.ignored_args: list[str] = []
 
     @classmethod
     def from_row(cls, row: Any, index: int = 0, limits: ImageLimits | None = None) -> "Request":
@@ -232,8 +243,11 @@ class Request:
         return value
 
     def gen_args(self, spec: Mapping[str, Arg]) -> dict:
-        """Validate the ``gen_args`` field against ``spec`` (see :func:`parse_gen_args`)."""
-        return parse_gen_args(self.body.get("gen_args"), spec)
+        """Validate the ``gen_args`` field against ``spec`` (see :func:`parse_gen_args`); unknown
+        keys are accepted and recorded in :attr:`ignored_args`."""
+        raw = gen_args_object(self.body.get("gen_args"))
+        self.ignored_args = sorted(str(key) for key in raw if key not in spec)
+        return parse_gen_args(raw, spec)
 
 
 def digest(data: bytes) -> str:
