@@ -12,8 +12,11 @@ from importlib import import_module
 
 from mme_constructs.instance_types import (
     GPU_INSTANCE_TYPES,
+    SUPPORTED_INSTANCE_TYPES,
     GpuInstanceType,
+    UnsupportedInstanceType,
     gpu_instance_type,
+    resolve_instance_type,
     supports_volume_kms_key,
 )
 
@@ -46,12 +49,15 @@ __all__ = [
     "ModelStore",
     "MultiModelEndpoint",
     "MultiModelEndpointBase",
+    "SUPPORTED_INSTANCE_TYPES",
     "ScalableInstanceCount",
     "ServingImage",
+    "UnsupportedInstanceType",
     "dlc_base_image",
     "dlc_image_uri",
     "dlc_registry",
     "gpu_instance_type",
+    "resolve_instance_type",
     "supports_volume_kms_key",
 ]
 

@@ -6,7 +6,8 @@ multi-model endpoint model loading and instance metrics, endpoint instance metri
 ``EndpointName`` and ``VariantName``. Invocation and model-loading metrics are in
 ``AWS/SageMaker``; per-instance metrics (utilization, ``LoadedModelCount``) in
 ``/aws/sagemaker/Endpoints``. Utilization is summed over an instance's CPUs/GPUs (a 4-GPU
-instance reports ``GPUUtilization`` up to 400 %).
+instance reports ``GPUUtilization`` up to 400 %); GPU multi-model endpoints run on single-GPU
+types, so theirs stays within 0-100 %.
 """
 
 from __future__ import annotations

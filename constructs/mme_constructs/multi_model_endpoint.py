@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import ArnFormat, Duration, Names, Resource, Stack, Token
+from aws_cdk import Annotations, ArnFormat, Duration, Names, Resource, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -15,7 +15,7 @@ from constructs import Construct, IConstruct
 
 from mme_constructs._nag import acknowledge_wildcards
 from mme_constructs.endpoint_metrics import INSTANCE_NAMESPACE, INVOCATION_NAMESPACE, documented_metric, endpoint_metric
-from mme_constructs.instance_types import GpuInstanceType, gpu_instance_type, supports_volume_kms_key
+from mme_constructs.instance_types import GpuInstanceType, resolve_instance_type, undocumented_warning
 from mme_constructs.model_store import ModelStore
 from mme_constructs.scaling import ScalableInstanceCount
 from mme_constructs.serving_image import ServingImage
@@ -29,7 +29,7 @@ class MultiModelEndpointBase(Resource):
     """What an owned and an imported multi-model endpoint share: invoke grants, metrics, scaling.
 
     Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``gpu_instance_type``
-    (the catalog entry, ``None`` when an import did not name it).
+    (the instance type's facts, ``None`` when an import did not name it).
     """
 
     endpoint_name: str
@@ -120,11 +120,11 @@ class MultiModelEndpointBase(Resource):
         return self._documented("disk_utilization", props)
 
     def metric_gpu_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``GPUUtilization`` (Percent, summed over GPUs), Average."""
+        """``/aws/sagemaker/Endpoints`` ``GPUUtilization`` (Percent of the instance's one GPU), Average."""
         return self._documented("gpu_utilization", props)
 
     def metric_gpu_memory_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``GPUMemoryUtilization`` (Percent, summed over GPUs), Average."""
+        """``/aws/sagemaker/Endpoints`` ``GPUMemoryUtilization`` (Percent of the one GPU's memory), Average."""
         return self._documented("gpu_memory_utilization", props)
 
     def auto_scale_instance_count(self, *, max_capacity: int, min_capacity: int = 1) -> ScalableInstanceCount:
@@ -156,8 +156,11 @@ class MultiModelEndpoint(MultiModelEndpointBase):
       ``ModelDataUrl``. Read access to that prefix is granted to the role.
     * ``endpoint_name``: default a unique name derived from the construct path (known at synth,
       so the role's log permissions and log groups can name it). Tokens (``CfnParameter``) work.
-    * ``instance_type``: default ``ml.g5.2xlarge``; a GPU type of the catalog
-      (``mme_constructs.instance_types``), a literal.
+    * ``instance_type``: default ``ml.g5.2xlarge``; the name of a supported single-GPU type of
+      the catalog (``mme_constructs.instance_types.SUPPORTED_INSTANCE_TYPES``, the types AWS
+      documents for GPU multi-model endpoints), a literal; or a :class:`GpuInstanceType` with
+      the facts of a newer single-GPU type AWS has not listed yet (its GPU memory and whether it
+      has NVMe instance storage), which adds a synth warning. Multi-GPU types are refused.
     * ``initial_instance_count``: default 1. ``variant_name``: default ``AllTraffic``.
     * ``role``: default a new role; an imported role gets the same statements (an immutable
       import gets none, and must already allow them).
@@ -172,9 +175,10 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     * ``model_cache_enabled``: default ``True`` (SageMaker keeps loaded models until memory
       pressure; ``False`` unloads each model after its request).
     * ``volume_encryption_key``: the ML storage volume's KMS key, default the model store's key.
-      Set only for instance types without local NVMe storage: SageMaker rejects ``KmsKeyId`` on
-      endpoint configs of types with instance storage (all ml.g4dn/g5/g6/g6e/p4d/p5), whose
-      storage is hardware-encrypted. Giving it explicitly for such a type is an error.
+      Set only for instance types without local NVMe storage (ml.p3.2xlarge): SageMaker rejects
+      ``KmsKeyId`` on endpoint configs of types with instance storage (ml.g4dn, ml.g5 and a
+      ``GpuInstanceType`` with ``instance_storage=True``), whose storage is hardware-encrypted.
+      Giving it explicitly for such a type is an error.
 
     The role may only read the model prefix (``s3:GetObject``, ``s3:ListBucket`` on that
     prefix, ``kms:Decrypt`` with the store's key), pull the one image repository (plus
@@ -196,7 +200,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         image: ServingImage,
         model_store: ModelStore,
         endpoint_name: str | None = None,
-        instance_type: str = "ml.g5.2xlarge",
+        instance_type: str | GpuInstanceType = "ml.g5.2xlarge",
         initial_instance_count: int = 1,
         variant_name: str = "AllTraffic",
         role: iam.IRole | None = None,
@@ -219,7 +223,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         super().__init__(scope, construct_id, physical_name=endpoint_name)
         self.endpoint_name = endpoint_name or Names.unique_resource_name(self, max_length=63, separator="-")
         self.variant_name = variant_name
-        self.gpu_instance_type = gpu_instance_type(instance_type)
+        self.gpu_instance_type = _resolve_instance_type(self, instance_type)
         self.instance_type = self.gpu_instance_type.name
         self.initial_instance_count = initial_instance_count
         self.model_store = model_store
@@ -232,7 +236,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         self.security_groups, subnet_ids = self._network(vpc, vpc_subnets, security_groups)
         self.cfn_model = self._create_model(network_isolation, subnet_ids, environment, model_cache_enabled)
         key = volume_encryption_key or model_store.encryption_key
-        self.volume_kms_key_set = key is not None and supports_volume_kms_key(self.instance_type)
+        self.volume_kms_key_set = key is not None and not self.gpu_instance_type.instance_storage
         self.cfn_endpoint_config = self._create_endpoint_config(
             key if self.volume_kms_key_set else None,
             container_startup_health_check_timeout, model_data_download_timeout)
@@ -371,8 +375,10 @@ class MultiModelEndpoint(MultiModelEndpointBase):
 
     @classmethod
     def from_endpoint_name(cls, scope: Construct, construct_id: str, endpoint_name: str, *,
-                           variant_name: str = "AllTraffic", instance_type: str | None = None) -> MultiModelEndpointBase:
-        """An endpoint made elsewhere, by name (tokens allowed). ``instance_type`` enables GPU scaling."""
+                           variant_name: str = "AllTraffic",
+                           instance_type: str | GpuInstanceType | None = None) -> MultiModelEndpointBase:
+        """An endpoint made elsewhere, by name (tokens allowed). ``instance_type`` (optional, as for the
+        constructor) sets ``gpu_instance_type``."""
         name = endpoint_name if Token.is_unresolved(endpoint_name) else endpoint_name.lower()
         arn = Stack.of(scope).format_arn(service="sagemaker", resource="endpoint", resource_name=name)
         return _ImportedEndpoint(scope, construct_id, endpoint_arn=arn, endpoint_name=endpoint_name,
@@ -380,7 +386,8 @@ class MultiModelEndpoint(MultiModelEndpointBase):
 
     @classmethod
     def from_endpoint_arn(cls, scope: Construct, construct_id: str, endpoint_arn: str, *,
-                          variant_name: str = "AllTraffic", instance_type: str | None = None) -> MultiModelEndpointBase:
+                          variant_name: str = "AllTraffic",
+                          instance_type: str | GpuInstanceType | None = None) -> MultiModelEndpointBase:
         """An endpoint made elsewhere, by ARN. The name is read from the ARN, where SageMaker writes it in
         lower case: for metrics of a mixed-case name use :meth:`from_endpoint_name`."""
         name = Stack.of(scope).split_arn(endpoint_arn, ArnFormat.SLASH_RESOURCE_NAME).resource_name
@@ -390,29 +397,52 @@ class MultiModelEndpoint(MultiModelEndpointBase):
 
 class _ImportedEndpoint(MultiModelEndpointBase):
     def __init__(self, scope: Construct, construct_id: str, *, endpoint_arn: str, endpoint_name: str,
-                 variant_name: str, instance_type: str | None) -> None:
+                 variant_name: str, instance_type: str | GpuInstanceType | None) -> None:
+        if instance_type is not None:
+            _check_instance_type(f"MultiModelEndpoint import {construct_id}", instance_type)
         super().__init__(scope, construct_id, environment_from_arn=endpoint_arn)
         self.endpoint_arn = endpoint_arn
         self.endpoint_name = endpoint_name
         self.variant_name = variant_name
-        self.gpu_instance_type = gpu_instance_type(instance_type) if instance_type else None
+        self.gpu_instance_type = _resolve_instance_type(self, instance_type) if instance_type is not None else None
 
 
 def _check_props(scope: Construct, construct_id: str, **props) -> None:
     """Every invalid prop of a MultiModelEndpoint, named, in one ``ValueError``."""
     errors = [*_name_errors(props), *_capacity_errors(props), *_network_errors(props), *_timeout_errors(props)]
-    try:
-        gpu = gpu_instance_type(props["instance_type"]) if not Token.is_unresolved(props["instance_type"]) else None
-        if gpu is None:
-            errors.append("instance_type: must be a literal (the GPU count and the KmsKeyId rule depend on it)")
-        elif props["volume_encryption_key"] is not None and not supports_volume_kms_key(gpu.name):
-            errors.append(f"volume_encryption_key: {gpu.name} has local NVMe instance storage (hardware-encrypted); "
-                          "SageMaker rejects KmsKeyId on its endpoint configs")
-    except ValueError as err:
-        errors.append(f"instance_type: {err}")
+    gpu, error = _instance_type_error(props["instance_type"])
+    if error:
+        errors.append(error)
+    elif props["volume_encryption_key"] is not None and gpu.instance_storage:
+        errors.append(f"volume_encryption_key: {gpu.name} has local NVMe instance storage (hardware-encrypted); "
+                      "SageMaker rejects KmsKeyId on its endpoint configs")
     if errors:
         path = f"{scope.node.path}/{construct_id}" if scope.node.path else construct_id
         raise ValueError(f"MultiModelEndpoint {path}: " + "; ".join(errors))
+
+
+def _instance_type_error(value) -> tuple[GpuInstanceType | None, str | None]:
+    """The resolved instance type, or the ``instance_type`` error (one line, naming the supported list)."""
+    if isinstance(value, str) and Token.is_unresolved(value):
+        return None, "instance_type: must be a literal (the KmsKeyId rule and the GPU memory depend on it)"
+    try:
+        return resolve_instance_type(value), None
+    except ValueError as err:
+        return None, f"instance_type: {err}"
+
+
+def _check_instance_type(where: str, value) -> None:
+    _, error = _instance_type_error(value)
+    if error:
+        raise ValueError(f"{where}: {error}")
+
+
+def _resolve_instance_type(scope: Construct, value: str | GpuInstanceType) -> GpuInstanceType:
+    """The checked instance type; a synth warning on ``scope`` when AWS does not list it for GPU MMEs."""
+    gpu = resolve_instance_type(value)
+    if not gpu.documented:
+        Annotations.of(scope).add_warning_v2("mme-constructs:undocumentedInstanceType", undocumented_warning(gpu))
+    return gpu
 
 
 def _name_errors(props: dict) -> list[str]:

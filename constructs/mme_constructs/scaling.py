@@ -31,8 +31,9 @@ class ScalableInstanceCount(Construct):
     away takes its loaded models with it and reloading a model from S3 costs seconds to minutes):
 
     * :meth:`scale_on_invocations`: ``SageMakerVariantInvocationsPerInstance`` (per minute);
-    * :meth:`scale_on_gpu_utilization`: ``GPUUtilization`` of ``/aws/sagemaker/Endpoints``, the
-      per-GPU target multiplied by the instance type's GPU count (SageMaker sums it over GPUs).
+    * :meth:`scale_on_gpu_utilization`: ``GPUUtilization`` of ``/aws/sagemaker/Endpoints``.
+      SageMaker sums it over an instance's GPUs; GPU multi-model endpoints run on single-GPU
+      instance types only, so the target is the GPU's own percentage.
 
     Attributes: ``endpoint``, ``scalable_target`` (``appscaling.ScalableTarget``; its
     ``scale_on_schedule`` and ``scale_on_metric`` work too), ``min_capacity``, ``max_capacity``.
@@ -87,15 +88,12 @@ class ScalableInstanceCount(Construct):
                                  scale_in_cooldown: Duration = DEFAULT_SCALE_IN_COOLDOWN,
                                  disable_scale_in: bool = False,
                                  policy_name: str | None = None) -> appscaling.TargetTrackingScalingPolicy:
-        """Track ``target_utilization_percent`` per GPU (the policy's target is that times the GPU count)."""
+        """Track ``target_utilization_percent`` of the instance's one GPU."""
         errors = []
         if not 0 < target_utilization_percent <= 100:
             errors.append(f"target_utilization_percent is a percentage in (0, 100], got {target_utilization_percent}")
-        gpu = self.endpoint.gpu_instance_type
-        if gpu is None:
-            errors.append("the endpoint's instance type is unknown: import it with instance_type= to scale on GPUs")
         return self._track("scale_on_gpu_utilization", errors, construct_id, dict(
-            target_value=float(target_utilization_percent * (gpu.gpu_count if gpu else 1)),
+            target_value=float(target_utilization_percent),
             custom_metric=self.endpoint.metric_gpu_utilization(period=Duration.minutes(1)),
             scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
             disable_scale_in=disable_scale_in, policy_name=policy_name))

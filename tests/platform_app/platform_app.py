@@ -3,7 +3,8 @@
 
 Everything it hands the constructs comes from elsewhere: the model bucket, its KMS key and the
 VPC are imported, the serving image is a tag in the team's ECR repository, and the endpoint name
-is a CloudFormation parameter. It grants a client Lambda the right to invoke the endpoint, alarms
+is a CloudFormation parameter. The team runs on ml.g6.xlarge, a single-GPU type AWS does not list
+for GPU multi-model endpoints yet, so it states the type's facts (synth warns about it). It grants a client Lambda the right to invoke the endpoint, alarms
 on the multi-model cache hit ratio, and scales on invocations and on GPU utilization. It runs
 with CDK's default feature flags (no context of this repository) and the AwsSolutions checks.
 
@@ -26,7 +27,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from mme_constructs import ModelArtifact, ModelStore, MultiModelEndpoint, ServingImage
+from mme_constructs import GpuInstanceType, ModelArtifact, ModelStore, MultiModelEndpoint, ServingImage
 
 MODEL_SOURCES = Path(__file__).resolve().parents[2] / "model_sources"
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -58,7 +59,7 @@ class InferenceStack(cdk.Stack):
             image=ServingImage.from_ecr_repository(self, "ServingImage", repository=repository, tag="1.4.0"),
             model_store=store,
             endpoint_name=endpoint_name.value_as_string,
-            instance_type="ml.g6.xlarge",
+            instance_type=GpuInstanceType("ml.g6.xlarge", "NVIDIA L4", gpu_memory_gib=24, instance_storage=True),
             vpc=vpc,
         )
         sam = ModelArtifact.from_model_sources(self, "Sam", model_sources_dir=MODEL_SOURCES, model_name="sam",

@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
 from mme_constructs import ModelBucket, ModelStore, ScalableInstanceCount, ServingImage
-from mme_constructs.instance_types import GPU_INSTANCE_TYPES, gpu_instance_type, supports_volume_kms_key
+from mme_constructs.instance_types import GPU_INSTANCE_TYPES
 
 from stack_helpers import make_endpoint as endpoint
 
@@ -32,7 +32,7 @@ def test_defaults_are_safe():
     assert model["EnableNetworkIsolation"] is True
     assert "VpcConfig" not in model and "MultiModelConfig" not in model["PrimaryContainer"]
     assert mme.instance_type == "ml.g5.2xlarge" and mme.volume_kms_key_set is False
-    assert mme.variant_name == "AllTraffic" and mme.gpu_instance_type.gpu_count == 1
+    assert mme.variant_name == "AllTraffic" and mme.gpu_instance_type is GPU_INSTANCE_TYPES["ml.g5.2xlarge"]
     (variant,) = next(iter(t.find_resources("AWS::SageMaker::EndpointConfig").values()))["Properties"][
         "ProductionVariants"]
     assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 600
@@ -66,6 +66,8 @@ def test_endpoint_name_may_be_a_token():
         ({"endpoint_name": "bad_name"}, "endpoint_name 'bad_name'"),
         ({"variant_name": "-x"}, "variant_name '-x'"),
         ({"instance_type": "ml.m5.large"}, "instance_type: 'ml.m5.large' is not a GPU instance type"),
+        ({"instance_type": "ml.g5.12xlarge"}, "instance_type: ml.g5.12xlarge has 4 GPUs"),
+        ({"instance_type": "ml.p2.xlarge"}, "instance_type: ml.p2.xlarge (NVIDIA K80, compute capability 3.7)"),
         ({"initial_instance_count": 0}, "initial_instance_count must be >= 1"),
         ({"container_startup_health_check_timeout": Duration.seconds(30)}, "container_startup_health_check_timeout"),
         ({"model_data_download_timeout": Duration.hours(2)}, "model_data_download_timeout"),
@@ -170,15 +172,6 @@ def test_serving_image_props_are_checked(tmp_path):
         stack = new_stack()
         repo = cdk.aws_ecr.Repository.from_repository_name(stack, "R", "r")
         ServingImage.from_ecr_repository(stack, "I", repository=repo, tag=" ")
-
-
-def test_instance_catalog_kms_rule():
-    assert supports_volume_kms_key("ml.p3.2xlarge")
-    for name, t in GPU_INSTANCE_TYPES.items():
-        if name.startswith(("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p4d.", "ml.p5.")):
-            assert t.instance_storage and not supports_volume_kms_key(name), name
-    assert gpu_instance_type("ml.g5.12xlarge").gpu_count == 4
-    assert gpu_instance_type("ml.g5.2xlarge").total_gpu_memory_gib == 24
 
 
 def test_packager_side_imports_do_not_start_the_cdk_runtime():

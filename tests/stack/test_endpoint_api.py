@@ -93,9 +93,9 @@ def test_grant_invoke_is_this_endpoint_only():
     assert statement == {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id}}
 
 
-def test_auto_scaling_waits_for_the_endpoint_and_multiplies_the_gpu_target():
+def test_auto_scaling_waits_for_the_endpoint_and_tracks_the_gpu_target():
     stack = new_stack()
-    mme = endpoint(stack, instance_type="ml.g5.12xlarge")
+    mme = endpoint(stack, instance_type="ml.g4dn.2xlarge")
     scaling = mme.auto_scale_instance_count(max_capacity=3)
     scaling.scale_on_invocations(invocations_per_instance=30)
     scaling.scale_on_gpu_utilization(target_utilization_percent=50, scale_in_cooldown=Duration.minutes(20))
@@ -109,14 +109,15 @@ def test_auto_scaling_waits_for_the_endpoint_and_multiplies_the_gpu_target():
                for p in t.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()]
     gpu = next(c for c in configs if "CustomizedMetricSpecification" in c)
     inv = next(c for c in configs if "PredefinedMetricSpecification" in c)
-    assert gpu["TargetValue"] == 200 and gpu["ScaleInCooldown"] == 1200 and gpu["ScaleOutCooldown"] == 120
+    assert gpu["TargetValue"] == 50 and gpu["ScaleInCooldown"] == 1200  # the instance's one GPU and gpu["ScaleOutCooldown"] == 120
     assert gpu["CustomizedMetricSpecification"]["MetricName"] == "GPUUtilization"
     assert inv["TargetValue"] == 30 and inv["ScaleInCooldown"] == 900
 
 
 def test_imported_endpoint_by_name_grants_metrics_and_scales():
     stack = new_stack()
-    imported = MultiModelEndpoint.from_endpoint_name(stack, "Imp", "Shared-Mme", instance_type="ml.g6.12xlarge")
+    imported = MultiModelEndpoint.from_endpoint_name(stack, "Imp", "Shared-Mme", instance_type="ml.g5.xlarge")
+    assert imported.gpu_instance_type.gpu_memory_gib == 24
     caller = iam.Role(stack, "Caller", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     imported.grant_invoke(caller)
     imported.metric_model_cache_hit().create_alarm(stack, "Alarm", threshold=0.5, evaluation_periods=1,
@@ -131,7 +132,7 @@ def test_imported_endpoint_by_name_grants_metrics_and_scales():
     target = only(t, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["Properties"]["ResourceId"] == "endpoint/Shared-Mme/variant/AllTraffic" and "DependsOn" not in target
     policy = only(t, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
-    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 240  # 4 GPUs x 60 %
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 60
 
 
 def test_imported_endpoint_by_arn_and_without_instance_type():
@@ -140,9 +141,16 @@ def test_imported_endpoint_by_arn_and_without_instance_type():
     imported = MultiModelEndpoint.from_endpoint_arn(stack, "Imp", arn)
     assert imported.endpoint_name == "team-mme" and imported.endpoint_arn == arn
     assert imported.env.region == "eu-west-1" and imported.env.account == "123456789012"
-    scaling = imported.auto_scale_instance_count(max_capacity=2)
-    with pytest.raises(ValueError, match="import it with instance_type="):
-        scaling.scale_on_gpu_utilization(target_utilization_percent=60)
+    assert imported.gpu_instance_type is None
+    # single-GPU types only: the GPU target needs no instance type
+    imported.auto_scale_instance_count(max_capacity=2).scale_on_gpu_utilization(target_utilization_percent=60)
+    policy = only(Template.from_stack(stack), "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 60
+
+
+def test_imported_endpoint_checks_its_instance_type():
+    with pytest.raises(ValueError, match=r"^MultiModelEndpoint import Imp: instance_type: ml.g5.48xlarge has 8 GPUs"):
+        MultiModelEndpoint.from_endpoint_name(new_stack(), "Imp", "shared", instance_type="ml.g5.48xlarge")
 
 
 def test_model_cache_can_be_disabled_and_environment_set():
