@@ -36,7 +36,7 @@ class ImageEditingStack(Stack):
             image=self.serving_image,
             model_store=self.model_bucket.model_store,
             endpoint_name=settings.endpoint_name,
-            instance_type=settings.instance_type,
+            instance_type=settings.gpu_instance_type,
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
             **self._imported_network(settings),

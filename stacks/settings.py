@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mme_constructs.instance_types import gpu_instance_type
+from mme_constructs.instance_types import (
+    GPU_INSTANCE_TYPES,
+    MULTI_GPU_INSTANCE_TYPES,
+    GpuInstanceType,
+    gpu_instance_type,
+    name_error,
+    resolve_instance_type,
+)
 
 #: The models this app knows how to package and serve (folders in model_sources/).
 KNOWN_MODELS = ("sam", "lama", "sd")
@@ -31,6 +38,8 @@ class Settings:
     """The validated deployment settings. Field names are the context keys in snake case."""
 
     instance_type: str = "ml.g5.2xlarge"
+    allow_undocumented_instance_type: bool = False
+    instance_type_facts: GpuInstanceType | None = None  # an undocumented type's facts (instanceTypeFacts)
     initial_instance_count: int = 1
     min_instance_count: int = 1
     max_instance_count: int = 2
@@ -47,6 +56,11 @@ class Settings:
     base_image: str = ""
 
     @property
+    def gpu_instance_type(self) -> GpuInstanceType:
+        """What the endpoint gets: the catalog entry, or the facts given for an undocumented type."""
+        return self.instance_type_facts or gpu_instance_type(self.instance_type)
+
+    @property
     def endpoint_name(self) -> str:
         return f"{self.endpoint_name_prefix}-mme"
 
@@ -54,6 +68,8 @@ class Settings:
 #: context key -> Settings field
 CONTEXT_KEYS = {
     "instanceType": "instance_type",
+    "allowUndocumentedInstanceType": "allow_undocumented_instance_type",
+    "instanceTypeFacts": "instance_type_facts",
     "initialInstanceCount": "initial_instance_count",
     "minInstanceCount": "min_instance_count",
     "maxInstanceCount": "max_instance_count",
@@ -122,6 +138,63 @@ def _list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+_FACT_KEYS = {"gpuModel": "gpu_model", "gpuMemoryGiB": "gpu_memory_gib", "instanceStorage": "instance_storage"}
+_FACTS_EXAMPLE = '{"gpuModel": "NVIDIA L4", "gpuMemoryGiB": 24, "instanceStorage": true}'
+
+
+def _facts(name: str, value: Any) -> GpuInstanceType:
+    """``instanceTypeFacts`` (an object, or its JSON from ``-c``) as the undocumented type ``name``."""
+    key = "instanceTypeFacts"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"context {key}: invalid JSON object ({err.msg}), e.g. {_FACTS_EXAMPLE}") from None
+    if not isinstance(value, dict) or not {"gpuMemoryGiB", "instanceStorage"} <= value.keys():
+        raise SettingsError(f"context {key}: give an object with gpuMemoryGiB and instanceStorage (gpuModel "
+                            f"optional), e.g. {_FACTS_EXAMPLE}; got {value!r}")
+    unknown = sorted(set(value) - set(_FACT_KEYS))
+    if unknown:
+        raise SettingsError(f"context {key}: unknown field {unknown[0]!r} (fields: {', '.join(_FACT_KEYS)})")
+    facts = {"gpu_model": "GPU of an undocumented type", **{_FACT_KEYS[k]: v for k, v in value.items()}}
+    facts["gpu_memory_gib"] = _int(f"{key}.gpuMemoryGiB", facts["gpu_memory_gib"], 1)
+    facts["instance_storage"] = _bool(f"{key}.instanceStorage", facts["instance_storage"])
+    try:
+        return GpuInstanceType(name=name, source="instanceTypeFacts (given by the deployer)", **facts)
+    except ValueError as err:
+        raise SettingsError(f"context {key}: {err}") from None
+
+
+def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
+    """``instanceType`` (+ ``allowUndocumentedInstanceType``, ``instanceTypeFacts``) as Settings values."""
+    name = str(raw["instanceType"] if raw["instanceType"] is not None else Settings.instance_type).strip()
+    allow = raw["allowUndocumentedInstanceType"] is not None and _bool(
+        "allowUndocumentedInstanceType", raw["allowUndocumentedInstanceType"])
+    facts = raw["instanceTypeFacts"]
+    if name in GPU_INSTANCE_TYPES and facts is not None:
+        raise SettingsError(f"context instanceTypeFacts: {name} is a documented type whose facts come from the "
+                            "catalog; remove instanceTypeFacts")
+    try:
+        if name in GPU_INSTANCE_TYPES or not allow:
+            return {"instance_type": gpu_instance_type(name).name, "allow_undocumented_instance_type": allow}
+    except ValueError as err:
+        hint = "" if name in GPU_INSTANCE_TYPES or name in MULTI_GPU_INSTANCE_TYPES else (
+            " (a newer single-GPU type AWS has not listed yet: set allowUndocumentedInstanceType=true and "
+            "instanceTypeFacts)")
+        raise SettingsError(f"context instanceType: {err}{hint}") from None
+    if name_error(name):
+        raise SettingsError(f"context instanceType: {name_error(name)}")
+    if facts is None:
+        raise SettingsError(f"context instanceTypeFacts: required for the undocumented type {name} with "
+                            f"allowUndocumentedInstanceType, e.g. {_FACTS_EXAMPLE}")
+    given = _facts(name, facts)
+    try:
+        return {"instance_type": name, "allow_undocumented_instance_type": True,
+                "instance_type_facts": resolve_instance_type(given)}
+    except ValueError as err:
+        raise SettingsError(f"context instanceType: {err}") from None
+
+
 def settings_from_context(get: Callable[[str], Any]) -> Settings:
     """Build ``Settings`` from a context getter (``app.node.try_get_context``)."""
     raw = {key: get(key) for key in CONTEXT_KEYS}
@@ -130,11 +203,7 @@ def settings_from_context(get: Callable[[str], Any]) -> Settings:
     def given(key: str) -> bool:
         return raw[key] is not None
 
-    if given("instanceType"):
-        try:
-            values["instance_type"] = gpu_instance_type(str(raw["instanceType"]).strip()).name
-        except ValueError as err:
-            raise SettingsError(f"context instanceType: {err}") from None
+    values.update(_instance_type(raw))
     for key, minimum in (
         ("initialInstanceCount", 1),
         ("minInstanceCount", 1),

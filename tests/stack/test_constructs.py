@@ -250,14 +250,18 @@ def test_autoscaling_target_and_both_policies(default_stack):
     assert gpu["TargetValue"] == 70
 
 
-def test_gpu_target_scales_with_gpus_per_instance(synth_stack):
-    _, _, t = synth_stack(instanceType="ml.g5.12xlarge", maxInstanceCount=3, gpuUtilizationTarget=50)
+def test_g4dn_through_the_stack_one_gpu_target_and_no_kms_key_id(synth_stack):
+    _, stack, t = synth_stack(instanceType="ml.g4dn.xlarge", maxInstanceCount=3, gpuUtilizationTarget=50)
+    config = only(t, "AWS::SageMaker::EndpointConfig")["Properties"]
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+    assert "KmsKeyId" not in config  # NVMe instance storage
+    assert stack.endpoint.gpu_instance_type.gpu_model == "NVIDIA T4"
     gpu = [
         p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
         for p in resources(t, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
         if "CustomizedMetricSpecification" in p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     ]
-    assert gpu[0]["TargetValue"] == 200  # 4 GPUs x 50 %: GPUUtilization is summed over GPUs
+    assert gpu[0]["TargetValue"] == 50  # the instance's one GPU
     target = only(t, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
     assert target["MaxCapacity"] == 3
 

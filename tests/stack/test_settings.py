@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from mme_constructs.instance_types import GPU_INSTANCE_TYPES, SUPPORTED_INSTANCE_TYPES, GpuInstanceType
 from stacks.settings import Settings, SettingsError, settings_from_context
 
 from stack_helpers import REPO_ROOT
@@ -21,7 +22,8 @@ def parse(**context):
 def test_defaults_are_the_documented_ones():
     s = parse()
     assert s == Settings()
-    assert s.instance_type == "ml.g5.2xlarge"
+    assert s.instance_type == "ml.g5.2xlarge" and s.gpu_instance_type is GPU_INSTANCE_TYPES["ml.g5.2xlarge"]
+    assert s.allow_undocumented_instance_type is False and s.instance_type_facts is None
     assert s.enabled_models == ("sam", "lama", "sd")
     assert s.endpoint_name == "image-editing-mme"
     assert s.network_isolation is True
@@ -29,7 +31,7 @@ def test_defaults_are_the_documented_ones():
 
 def test_values_from_cli_strings_are_parsed():
     s = parse(
-        instanceType="ml.g6.12xlarge",
+        instanceType=" ml.g4dn.4xlarge ",
         initialInstanceCount="2",
         minInstanceCount="1",
         maxInstanceCount="4",
@@ -39,7 +41,7 @@ def test_values_from_cli_strings_are_parsed():
         vpcSecurityGroupIds="sg-0123456789abcdef0",
         gpuUtilizationTarget="55.5",
     )
-    assert s.instance_type == "ml.g6.12xlarge"
+    assert s.instance_type == "ml.g4dn.4xlarge"
     assert (s.initial_instance_count, s.min_instance_count, s.max_instance_count) == (2, 1, 4)
     assert s.enabled_models == ("sam", "lama")
     assert s.network_isolation is False
@@ -53,6 +55,34 @@ def test_values_from_cli_strings_are_parsed():
     [
         ({"instanceType": "ml.m5.xlarge"}, "instanceType", "not a GPU instance type"),
         ({"instanceType": "ml.g5.3xlarge"}, "instanceType", "not a GPU instance type"),
+        ({"instanceType": "ml.g5.12xlarge"}, "instanceType", "has 4 GPUs; GPU multi-model endpoints run on single-GPU"),
+        ({"instanceType": "ml.p3.16xlarge"}, "instanceType", "has 8 GPUs"),
+        ({"instanceType": "ml.p2.xlarge"}, "instanceType", "compute capability 3.7) cannot run the serving image"),
+        ({"instanceType": "ml.g6.2xlarge"}, "instanceType", "set allowUndocumentedInstanceType=true and instanceTypeFacts"),
+        ({"instanceType": "ml.g6.2xlarge", "instanceTypeFacts": {"gpuMemoryGiB": 24, "instanceStorage": True}},
+         "instanceType", "not a GPU instance type AWS documents"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True}, "instanceTypeFacts", "required"),
+        ({"instanceType": "ml.g6.12xlarge", "allowUndocumentedInstanceType": True,
+          "instanceTypeFacts": {"gpuMemoryGiB": 24, "instanceStorage": True}}, "instanceType", "has 4 GPUs"),
+        ({"instanceType": "ml.inf2.xlarge", "allowUndocumentedInstanceType": True,
+          "instanceTypeFacts": {"gpuMemoryGiB": 32, "instanceStorage": False}}, "instanceType", "not an NVIDIA GPU family"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": "perhaps"},
+         "allowUndocumentedInstanceType", "true or false"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True, "instanceTypeFacts": "{24}"},
+         "instanceTypeFacts", "invalid JSON object"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True, "instanceTypeFacts": {"gpuMemoryGiB": 24}},
+         "instanceTypeFacts", "give an object with gpuMemoryGiB and instanceStorage"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True,
+          "instanceTypeFacts": {"gpuMemoryGiB": 24, "instanceStorage": True, "gpuCount": 1}},
+         "instanceTypeFacts", "unknown field 'gpuCount'"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True,
+          "instanceTypeFacts": {"gpuMemoryGiB": "lots", "instanceStorage": True}},
+         "instanceTypeFacts.gpuMemoryGiB", "whole number"),
+        ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True,
+          "instanceTypeFacts": {"gpuMemoryGiB": 24, "instanceStorage": "nvme"}},
+         "instanceTypeFacts.instanceStorage", "true or false"),
+        ({"instanceType": "ml.g5.2xlarge", "instanceTypeFacts": {"gpuMemoryGiB": 48, "instanceStorage": True}},
+         "instanceTypeFacts", "documented type whose facts come from the catalog"),
         ({"minInstanceCount": 3, "maxInstanceCount": 2, "initialInstanceCount": 3}, "maxInstanceCount", "below"),
         ({"initialInstanceCount": -1}, "initialInstanceCount", ">= 1"),
         ({"minInstanceCount": 0}, "minInstanceCount", ">= 1"),
@@ -81,10 +111,35 @@ def test_invalid_context_names_the_key(context, key, fragment):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("name", ["ml.t3.medium", "ml.g5.24xlarge", "ml.g4dn.12xlarge", "ml.p2.xlarge", "ml.g6e.xlarge"])
+def test_refused_instance_types_name_the_supported_list_on_one_line(name):
+    with pytest.raises(SettingsError) as info:
+        parse(instanceType=name)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "supported: " + ", ".join(SUPPORTED_INSTANCE_TYPES) in message
+
+
+def test_undocumented_type_with_the_flag_and_its_facts():
+    s = parse(instanceType="ml.g6e.2xlarge", allowUndocumentedInstanceType="true",
+              instanceTypeFacts='{"gpuModel": "NVIDIA L40S", "gpuMemoryGiB": "48", "instanceStorage": "true"}')
+    assert s.instance_type == "ml.g6e.2xlarge" and s.allow_undocumented_instance_type is True
+    assert s.gpu_instance_type == GpuInstanceType("ml.g6e.2xlarge", "NVIDIA L40S", 48, True)
+    assert not s.gpu_instance_type.documented
+    # the flag changes nothing for a documented type
+    s = parse(instanceType="ml.g4dn.xlarge", allowUndocumentedInstanceType=True)
+    assert s.gpu_instance_type is GPU_INSTANCE_TYPES["ml.g4dn.xlarge"] and s.instance_type_facts is None
+    # gpuModel is optional; the facts come from cdk.json as an object
+    s = parse(instanceType="ml.g6.xlarge", allowUndocumentedInstanceType=True,
+              instanceTypeFacts={"gpuMemoryGiB": 24, "instanceStorage": False})
+    assert (s.gpu_instance_type.gpu_memory_gib, s.gpu_instance_type.instance_storage) == (24, False)
+
+
 @pytest.mark.parametrize(
     ("context", "expected"),
     [
         ({"instanceType": "ml.c5.xlarge"}, "error: context instanceType: 'ml.c5.xlarge' is not a GPU instance type"),
+        ({"instanceType": "ml.g5.12xlarge"}, "error: context instanceType: ml.g5.12xlarge has 4 GPUs"),
         ({"minInstanceCount": "4", "initialInstanceCount": "4"}, "error: context maxInstanceCount: 2 is below"),
         ({"enabledModels": "sam,gpt"}, "error: context enabledModels: unknown model 'gpt'"),
     ],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mme_constructs.instance_types import SUPPORTED_INSTANCE_TYPES
 from stack_helpers import REPO_ROOT
 
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
@@ -75,6 +76,32 @@ def test_cdk_synth_reports_bad_context_in_one_line(tmp_path):
     assert proc.returncode != 0
     assert "error: context instanceType: 'ml.t3.medium' is not a GPU instance type" in proc.stderr
     assert "Traceback" not in proc.stderr and "jsii" not in proc.stderr
+
+
+def test_cdk_synth_refuses_a_multi_gpu_type_in_one_line_naming_the_supported_list(tmp_path):
+    proc = run_cdk_synth(tmp_path, AWS_UNSET, "instanceType=ml.g5.12xlarge")
+    assert proc.returncode != 0
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: context instanceType: ml.g5.12xlarge has 4 GPUs; GPU multi-model endpoints run "
+                           "on single-GPU instance types only; supported: ")
+    assert line.endswith(", ".join(SUPPORTED_INSTANCE_TYPES))
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_cdk_synth_of_an_undocumented_type_warns_and_succeeds(tmp_path):
+    proc = run_cdk_synth(tmp_path, AWS_UNSET, "instanceType=ml.g6.2xlarge", "allowUndocumentedInstanceType=true",
+                         'instanceTypeFacts={"gpuModel": "NVIDIA L4", "gpuMemoryGiB": 24, "instanceStorage": true}')
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert ("ml.g6.2xlarge is not in AWS's list of GPU instance types for multi-model endpoints; using the facts "
+            "given for it (NVIDIA L4, 24 GiB, NVMe instance storage)") in output
+    assert "ImageEditingMme/Endpoint" in output
+    template = json.loads((tmp_path / "ImageEditingMme.template.json").read_text())
+    (config,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g6.2xlarge"
+    assert "KmsKeyId" not in config  # NVMe instance storage, as given
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert all(r["conclusion"] == "success" for r in report["pluginReports"])
 
 
 def test_cfn_lint_is_clean_on_every_template(cli_synth):
