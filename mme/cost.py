@@ -18,12 +18,15 @@ up to 75% in inference costs", AWS Machine Learning Blog and PyTorch blog, 2023-
   100 x 2 x $1.52 x 720 = $218,880 and 25 x 2 x $1.52 x 720 = $54,720. (The AWS Pricing
   Calculator uses 730 h; pass ``hours_per_month=730`` for that convention.)
 
-Models per instance come from GPU memory: ``floor(gpu_mib x (1 - headroom) / footprint)`` per
-GPU, times the GPUs of the instance (a TorchServe worker uses one GPU; a model never spans two).
+Instance types: those a GPU multi-model endpoint supports (``mme_constructs.instance_types``, the
+project's one catalog: the single-GPU types AWS documents for GPU multi-model endpoints), by name;
+:func:`plan_costs` also takes a ``GpuInstanceType`` for a newer single-GPU type AWS has not listed.
+Models per instance come from the memory of the instance's one GPU:
+``floor(gpu_mib x (1 - headroom) / footprint)``.
 The footprint should be what one loaded model's worker holds at its peak while serving: the
 benchmark runner (``bench/``) measures it (``footprint_mib`` of its JSON: CUDA context + the
 caching allocator's reserved peak). Models of different footprints are packed first-fit
-decreasing onto GPUs. The post's own example states "four models per instance" explicitly
+decreasing onto instances. The post's own example states "four models per instance" explicitly
 (``models_per_instance=4``): 24 GiB / 3,910 MiB would fit six, so the post kept a margin.
 
 Prices: a small dated table (:data:`DEFAULT_PRICE_TABLE`, each entry with its source and date);
@@ -43,7 +46,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from mme_constructs.instance_types import GpuInstanceType
 
 #: Hours in a month as the AWS post counts them (30 days x 24 h).
 HOURS_PER_MONTH_POST = 720
@@ -135,7 +141,6 @@ class CostPlan:
 
     instance_type: str
     gpu: str
-    gpu_count: int
     gpu_memory_mib: int
     usable_gpu_memory_mib: float
     headroom: float
@@ -166,9 +171,8 @@ class CostPlan:
     def format_text(self) -> str:
         """Human-readable summary (what ``mme cost`` prints)."""
         lines = [
-            f"instance type        {self.instance_type} ({self.gpu_count} x {self.gpu}, "
-            f"{self.gpu_memory_mib:,} MiB per GPU; {self.usable_gpu_memory_mib:,.0f} MiB usable with "
-            f"{self.headroom:.0%} headroom)",
+            f"instance type        {self.instance_type} (1 x {self.gpu}, {self.gpu_memory_mib:,} MiB; "
+            f"{self.usable_gpu_memory_mib:,.0f} MiB usable with {self.headroom:.0%} headroom)",
             f"price                ${self.price_per_hour:,.4g}/h ({self.price_region}, {self.price_as_of}; "
             f"{self.price_source})",
             f"month                {self.hours_per_month:g} h",
@@ -220,39 +224,46 @@ _CATALOG = None
 
 
 def _catalog():
-    """``mme_constructs/instance_types.py`` (the one GPU catalog of the project).
+    """``mme_constructs.instance_types`` (the one GPU catalog of the project; stdlib only).
 
-    Loaded from its file without running the package's ``__init__`` (which imports aws-cdk-lib
-    and starts a jsii Node process: seconds, and a Node banner, for a table lookup).
+    Where ``mme_constructs`` is not installed (a bare benchmark machine), the repository's copy
+    of the file is loaded.
     """
     global _CATALOG
     if _CATALOG is None:
-        import importlib.util
+        try:
+            from mme_constructs import instance_types as module
+        except ImportError:  # pragma: no cover - setup installs it
+            import importlib.util
 
-        name = "mme_constructs.instance_types"
-        if name in sys.modules:
-            _CATALOG = sys.modules[name]
-        else:
-            spec = importlib.util.find_spec("mme_constructs")
-            if spec is not None and spec.submodule_search_locations:
-                path = Path(list(spec.submodule_search_locations)[0]) / "instance_types.py"
-            else:  # not installed (e.g. a bare benchmark machine): the repository's copy
-                path = Path(__file__).resolve().parents[1] / "constructs" / "mme_constructs" / "instance_types.py"
-            if not path.is_file():  # pragma: no cover - setup installs it
-                raise CostError("cannot read the GPU instance catalog: mme_constructs is not installed")
+            path = Path(__file__).resolve().parents[1] / "constructs" / "mme_constructs" / "instance_types.py"
+            if not path.is_file():
+                raise CostError("cannot read the GPU instance catalog: mme_constructs is not installed") from None
             file_spec = importlib.util.spec_from_file_location("_mme_cost_instance_types", path)
             module = importlib.util.module_from_spec(file_spec)
             sys.modules[file_spec.name] = module  # dataclasses resolve their module by name
             file_spec.loader.exec_module(module)
-            _CATALOG = module
+        _CATALOG = module
     return _CATALOG
 
 
-def _instance(instance_type: str):
+def _instance(instance_type: str | GpuInstanceType) -> GpuInstanceType:
+    """The catalog entry of a supported name, or a caller's ``GpuInstanceType`` (checked)."""
     try:
-        return _catalog().gpu_instance_type(instance_type)
+        return _catalog().resolve_instance_type(instance_type)
     except ValueError as exc:
         raise CostError(str(exc)) from None
+
+
+def _types_that_fit(footprint_mib: float, headroom: float) -> str:
+    """Advice (one clause): the supported types whose GPU holds ``footprint_mib``, if any."""
+    catalog = _catalog()
+    fits = [n for n in catalog.SUPPORTED_INSTANCE_TYPES
+            if catalog.GPU_INSTANCE_TYPES[n].gpu_memory_mib * (1.0 - headroom) >= footprint_mib]
+    if fits:
+        return f"choose a type with a larger GPU ({', '.join(fits)})"
+    return ("no supported instance type's GPU holds it: make the model smaller (fp16, a smaller variant) "
+            "or lower the headroom")
 
 
 def _check_headroom(headroom: float) -> None:
@@ -269,37 +280,36 @@ def _check_footprint(name: str, footprint_mib: float | None) -> float:
     return float(footprint_mib)
 
 
-def usable_gpu_mib(instance_type: str, headroom: float = DEFAULT_HEADROOM) -> float:
-    """GPU memory of ONE GPU of ``instance_type`` that models may use (MiB, after headroom)."""
+def usable_gpu_mib(instance_type: str | GpuInstanceType, headroom: float = DEFAULT_HEADROOM) -> float:
+    """GPU memory of ``instance_type``'s one GPU that models may use (MiB, after headroom)."""
     _check_headroom(headroom)
-    return _instance(instance_type).gpu_memory_gib * 1024 * (1.0 - headroom)
+    return _instance(instance_type).gpu_memory_mib * (1.0 - headroom)
 
 
-def models_per_instance(footprint_mib: float, instance_type: str = DEFAULT_INSTANCE_TYPE,
+def models_per_instance(footprint_mib: float, instance_type: str | GpuInstanceType = DEFAULT_INSTANCE_TYPE,
                         headroom: float = DEFAULT_HEADROOM, name: str = "model") -> int:
-    """How many models of ``footprint_mib`` fit on one instance (per GPU x GPUs).
+    """How many models of ``footprint_mib`` fit on one instance (its one GPU).
 
-    Raises :class:`CostError` when not even one fits on a GPU (a model never spans GPUs).
+    Raises :class:`CostError` when not even one fits.
     """
     footprint = _check_footprint(name, footprint_mib)
     inst = _instance(instance_type)
     usable = usable_gpu_mib(instance_type, headroom)
-    per_gpu = int(usable // footprint)
-    if per_gpu < 1:
+    fit = int(usable // footprint)
+    if fit < 1:
         raise CostError(
-            f"model '{name}' needs {footprint:,.0f} MiB but one GPU of {instance_type} ({inst.gpu_model}) has "
+            f"model '{name}' needs {footprint:,.0f} MiB but the GPU of {inst.name} ({inst.gpu_model}) has "
             f"{usable:,.0f} MiB usable ({inst.gpu_memory_gib} GiB minus {headroom:.0%} headroom); "
-            "choose a larger instance type"
+            f"{_types_that_fit(footprint, headroom)}"
         )
-    return per_gpu * inst.gpu_count
+    return fit
 
 
-def pack_instances(footprints: Sequence[float], instance_type: str = DEFAULT_INSTANCE_TYPE,
+def pack_instances(footprints: Sequence[float], instance_type: str | GpuInstanceType = DEFAULT_INSTANCE_TYPE,
                    headroom: float = DEFAULT_HEADROOM) -> int:
-    """Instances needed to hold models of these footprints together (first-fit decreasing on GPUs)."""
-    inst = _instance(instance_type)
+    """Instances needed to hold models of these footprints together (first-fit decreasing)."""
     usable = usable_gpu_mib(instance_type, headroom)
-    free: list[float] = []  # free MiB per GPU in use
+    free: list[float] = []  # free MiB per instance (its one GPU) in use
     for fp in sorted(footprints, reverse=True):
         for i, room in enumerate(free):
             if fp <= room:
@@ -307,13 +317,13 @@ def pack_instances(footprints: Sequence[float], instance_type: str = DEFAULT_INS
                 break
         else:
             free.append(usable - fp)
-    return math.ceil(len(free) / inst.gpu_count)
+    return len(free)
 
 
 # ---------------------------------------------------------------------- planning
 def plan_costs(
     models: Iterable[ModelGroup],
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
+    instance_type: str | GpuInstanceType = DEFAULT_INSTANCE_TYPE,
     *,
     price_per_hour: float | None = None,
     price_table: PriceTable = DEFAULT_PRICE_TABLE,
@@ -324,6 +334,8 @@ def plan_costs(
 ) -> CostPlan:
     """Monthly cost of one endpoint per model vs a multi-model endpoint (see the module docstring).
 
+    ``instance_type``: a supported name (``mme_constructs.instance_types.SUPPORTED_INSTANCE_TYPES``)
+    or a ``GpuInstanceType`` of an undocumented single-GPU type (noted in the plan).
     ``models_per_instance_override`` replaces the memory-based count (the post states 4); without
     it every model needs a footprint. A price comes from ``price_per_hour`` or ``price_table``.
     """
@@ -346,9 +358,10 @@ def plan_costs(
             raise CostError(f"price per hour must be a positive number, got {price_per_hour!r}")
         price = Price(float(price_per_hour), "given by the user", "n/a", "n/a")
     else:
-        price = price_table.price(instance_type)
+        price = price_table.price(inst.name)
 
-    notes: list[str] = []
+    notes: list[str] = [] if inst.documented else [
+        f"{inst.name} is not documented by AWS for GPU multi-model endpoints; its GPU memory is as given"]
     total = sum(g.count for g in groups)
     # Every model must fit one GPU for its own single-model endpoint too.
     for g in groups:
@@ -387,10 +400,9 @@ def plan_costs(
     sme = _money(price.usd_per_hour, sme_instances, hours_per_month)
     mme = _money(price.usd_per_hour, mme_instances, hours_per_month)
     return CostPlan(
-        instance_type=instance_type,
+        instance_type=inst.name,
         gpu=inst.gpu_model,
-        gpu_count=inst.gpu_count,
-        gpu_memory_mib=inst.gpu_memory_gib * 1024,
+        gpu_memory_mib=inst.gpu_memory_mib,
         usable_gpu_memory_mib=usable_gpu_mib(instance_type, headroom),
         headroom=headroom,
         price_per_hour=price.usd_per_hour,
@@ -432,7 +444,7 @@ def load_price_table(path: str | Path) -> PriceTable:
     """Read a price table from JSON or YAML::
 
         {"name": "...", "region": "us-east-1", "as_of": "2026-11-24", "source": "...",
-         "prices": {"ml.g5.2xlarge": 1.515, "ml.g6.2xlarge": {"usd_per_hour": 1.2, "source": "..."}}}
+         "prices": {"ml.g5.2xlarge": 1.515, "ml.g4dn.2xlarge": {"usd_per_hour": 0.94, "source": "..."}}}
 
     Top-level ``region``/``as_of``/``source`` apply to entries that do not carry their own.
     """
@@ -533,7 +545,9 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--allow-cpu-results", action="store_true",
                         help="accept a CPU benchmark (peak RSS stands in for GPU memory)")
     parser.add_argument("--count", type=int, default=100, help="models of each kind (default 100)")
-    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="default ml.g5.2xlarge")
+    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE,
+                        help="a single-GPU type AWS documents for GPU multi-model endpoints "
+                             "(ml.g4dn/ml.g5 xlarge-16xlarge, ml.p3.2xlarge); default ml.g5.2xlarge")
     parser.add_argument("--instances-per-endpoint", type=int, default=DEFAULT_INSTANCES_PER_ENDPOINT,
                         help="instances behind each endpoint / model group (default 2, as the post)")
     parser.add_argument("--models-per-instance", type=int, default=None,

@@ -4,6 +4,7 @@ price overrides, edge cases, and the CLI's one-line errors."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mme import cost
+from mme_constructs.instance_types import GPU_INSTANCE_TYPES, SUPPORTED_INSTANCE_TYPES, GpuInstanceType
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,17 +51,54 @@ def test_models_per_instance_from_memory():
     assert cost.models_per_instance(3910, "ml.g5.2xlarge") == 5
     assert cost.models_per_instance(3910, "ml.g5.2xlarge", headroom=0.35) == 4
     assert cost.models_per_instance(852, "ml.g5.2xlarge") == 25
-    assert cost.models_per_instance(3910, "ml.g5.12xlarge") == 20  # 4 GPUs, models never span GPUs
     plan = cost.plan_costs([cost.ModelGroup("sd", 100, 3910)], "ml.g5.2xlarge")
     assert plan.models_per_instance == 5 and plan.multi_model_groups == 20
     assert plan.multi_model_monthly == round(20 * 2 * 1.52 * 720, 2)
 
 
+#: models of 3,910 MiB (SD2 inpaint in the original sample) per instance with 10 % headroom, by GPU memory
+SD_PER_INSTANCE = {16: 3, 24: 5}  # floor(16,384 x 0.9 / 3,910), floor(24,576 x 0.9 / 3,910)
+
+
+@pytest.mark.parametrize("name", SUPPORTED_INSTANCE_TYPES)
+def test_every_supported_type_is_planned_on_its_one_gpu(name):
+    memory = GPU_INSTANCE_TYPES[name].gpu_memory_gib
+    plan = cost.plan_costs([cost.ModelGroup("sd", 100, 3910)], name, price_per_hour=1.0)
+    assert (plan.instance_type, plan.gpu_memory_mib) == (name, memory * 1024)
+    assert plan.models_per_instance == SD_PER_INSTANCE[memory]
+    assert plan.multi_model_groups == -(-100 // SD_PER_INSTANCE[memory]) and plan.notes == []
+    assert f"(1 x {GPU_INSTANCE_TYPES[name].gpu_model}, {memory * 1024:,} MiB;" in plan.format_text()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("ml.g5.12xlarge", "ml.g5.12xlarge has 4 GPUs; GPU multi-model endpoints run on single-GPU instance types only"),
+    ("ml.p3.16xlarge", "has 8 GPUs"),
+    ("ml.p2.xlarge", "cannot run the serving image"),
+    ("ml.g6.2xlarge", "not a GPU instance type AWS documents"),
+])
+def test_types_an_endpoint_cannot_use_are_refused(name, message):
+    with pytest.raises(cost.CostError, match=re.escape(message) + ".*supported: ml.p3.2xlarge"):
+        cost.plan_costs([cost.ModelGroup("sd", 1, 3910)], name, price_per_hour=1.0)
+
+
+def test_an_undocumented_type_is_planned_from_its_given_facts():
+    l40s = GpuInstanceType("ml.g6e.xlarge", "NVIDIA L40S", 48, instance_storage=True)
+    plan = cost.plan_costs([cost.ModelGroup("sd", 100, 3910)], l40s, price_per_hour=2.0)
+    assert plan.instance_type == "ml.g6e.xlarge" and plan.models_per_instance == 11  # 44,237 MiB usable
+    assert plan.notes == ["ml.g6e.xlarge is not documented by AWS for GPU multi-model endpoints; "
+                          "its GPU memory is as given"]
+
+
 def test_model_bigger_than_a_gpu_is_a_clear_error():
-    with pytest.raises(cost.CostError, match=r"needs 30,000 MiB but one GPU of ml.g5.2xlarge .* 22,118 MiB usable"):
+    with pytest.raises(cost.CostError, match=r"needs 20,000 MiB but the GPU of ml.g4dn.xlarge \(NVIDIA T4\) has "
+                                             r"14,746 MiB usable .* choose a type with a larger GPU \(ml.g5.xlarge,"):
+        cost.plan_costs([cost.ModelGroup("big", 3, 20000)], "ml.g4dn.xlarge", price_per_hour=1.0)
+    with pytest.raises(cost.CostError, match=r"needs 30,000 MiB but the GPU of ml.g5.2xlarge .* 22,118 MiB usable.*"
+                                             r"no supported instance type's GPU holds it"):
         cost.plan_costs([cost.ModelGroup("big", 3, 30000)], "ml.g5.2xlarge")
-    # fits on a 48 GiB L40S
-    plan = cost.plan_costs([cost.ModelGroup("big", 3, 30000)], "ml.g6e.xlarge", price_per_hour=2.0)
+    # fits on a 48 GiB L40S described by the caller
+    l40s = GpuInstanceType("ml.g6e.xlarge", "NVIDIA L40S", 48, instance_storage=True)
+    plan = cost.plan_costs([cost.ModelGroup("big", 3, 30000)], l40s, price_per_hour=2.0)
     assert plan.models_per_instance == 1 and plan.multi_model_instances == plan.single_model_instances
 
 
@@ -73,8 +112,8 @@ def test_price_override_and_missing_price():
                            models_per_instance_override=4)
     assert (plan.single_model_monthly, plan.multi_model_monthly) == (288_000.00, 72_000.00)
     assert plan.price_source == "given by the user"
-    with pytest.raises(cost.CostError, match="no price for ml.g6.2xlarge.*--price-per-hour"):
-        cost.plan_costs([cost.ModelGroup("sd", 1, 3910)], "ml.g6.2xlarge")
+    with pytest.raises(cost.CostError, match="no price for ml.g4dn.xlarge.*--price-per-hour"):
+        cost.plan_costs([cost.ModelGroup("sd", 1, 3910)], "ml.g4dn.xlarge")
     with pytest.raises(cost.CostError, match="not a GPU instance type"):
         cost.plan_costs([cost.ModelGroup("sd", 1, 3910)], "ml.m5.large", price_per_hour=1.0)
 
@@ -109,18 +148,18 @@ def test_mixed_footprints_are_packed():
     assert plan.multi_model_groups == 1 and plan.single_model_endpoints == 3 and plan.models_per_instance is None
     big = cost.plan_costs([cost.ModelGroup("a", 3, 12000), cost.ModelGroup("b", 3, 9000)], "ml.g5.2xlarge")
     assert big.multi_model_groups == 3  # 12,000 + 9,000 per GPU
-    assert cost.pack_instances([12000, 12000, 9000, 9000], "ml.g5.12xlarge") == 1
+    assert cost.pack_instances([12000, 12000, 9000, 9000], "ml.g5.2xlarge") == 2  # one GPU per instance
 
 
 def test_price_file_json_and_yaml(tmp_path):
     j = tmp_path / "prices.json"
     j.write_text(json.dumps({"region": "eu-west-1", "as_of": "2026-11-24", "source": "my quote",
-                             "prices": {"ml.g6.2xlarge": 1.25, "ml.g5.2xlarge": {"usd_per_hour": 1.7, "as_of": "2026-10-01"}}}))
+                             "prices": {"ml.g4dn.2xlarge": 1.25, "ml.g5.2xlarge": {"usd_per_hour": 1.7, "as_of": "2026-10-01"}}}))
     table = cost.load_price_table(j)
-    assert table.price("ml.g6.2xlarge").usd_per_hour == 1.25
-    assert table.price("ml.g6.2xlarge").region == "eu-west-1"
+    assert table.price("ml.g4dn.2xlarge").usd_per_hour == 1.25
+    assert table.price("ml.g4dn.2xlarge").region == "eu-west-1"
     assert table.price("ml.g5.2xlarge").as_of == "2026-10-01"
-    plan = cost.plan_costs([cost.ModelGroup("sd", 100, 3910)], "ml.g6.2xlarge", price_table=table,
+    plan = cost.plan_costs([cost.ModelGroup("sd", 100, 3910)], "ml.g4dn.2xlarge", price_table=table,
                            models_per_instance_override=4)
     assert plan.single_model_monthly == 180_000.00 and plan.price_source == "my quote"
     y = tmp_path / "prices.yaml"
@@ -182,7 +221,8 @@ def test_cli_post_example_and_formats(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--footprint", "30000"], "needs 30,000 MiB"),
-    (["--footprint", "3000", "--instance-type", "ml.g6.2xlarge"], "no price for ml.g6.2xlarge"),
+    (["--footprint", "3000", "--instance-type", "ml.g4dn.xlarge"], "no price for ml.g4dn.xlarge"),
+    (["--footprint", "3000", "--instance-type", "ml.g5.48xlarge", "--price-per-hour", "1"], "has 8 GPUs"),
     (["--footprint", "3000", "--instance-type", "ml.x9.large", "--price-per-hour", "1"], "not a GPU instance type"),
     (["--footprint", "3000", "--prices", "/nonexistent/prices.json"], "cannot read price file"),
     (["--results", "/nonexistent/r.json"], "cannot read benchmark results"),
