@@ -267,7 +267,9 @@ def render_cost(results: list[dict]) -> str:
                 lines.append(plan.markdown_row(label))
             except cost.CostError as exc:
                 lines.append(f"| {label}: {exc} | | | | | | | | | |")
-    lines += ["", "Default headroom 10% of GPU memory; models of one kind per instance = floor(usable / footprint). "
+    lines += ["", "Default headroom 10% of GPU memory; models of one kind per instance = floor(usable / footprint) on "
+              "the instance's one GPU (`--instance-type`: the single-GPU types AWS documents for GPU multi-model "
+              "endpoints, ml.g5 and ml.g4dn xlarge to 16xlarge and ml.p3.2xlarge). "
               "Prices: the built-in table (ml.g5.2xlarge $1.52/h us-east-1, from the AWS post of 2023-09-06); "
               "override with `--price-per-hour` or `--prices FILE`."]
     return "\n".join(lines) + "\n"
