@@ -175,7 +175,7 @@ def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
         raise SettingsError(f"context instanceTypeFacts: {name} is a documented type whose facts come from the "
                             "catalog; remove instanceTypeFacts")
     try:
-        if name in GPU_INSTANCE_TYPES or not allow:
+        if name in GPU_INSTANCE_TYPES or name in MULTI_GPU_INSTANCE_TYPES or not allow:
             return {"instance_type": gpu_instance_type(name).name, "allow_undocumented_instance_type": allow}
     except ValueError as err:
         hint = "" if name in GPU_INSTANCE_TYPES or name in MULTI_GPU_INSTANCE_TYPES else (

@@ -64,6 +64,7 @@ def test_values_from_cli_strings_are_parsed():
         ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": True}, "instanceTypeFacts", "required"),
         ({"instanceType": "ml.g6.12xlarge", "allowUndocumentedInstanceType": True,
           "instanceTypeFacts": {"gpuMemoryGiB": 24, "instanceStorage": True}}, "instanceType", "has 4 GPUs"),
+        ({"instanceType": "ml.g5.24xlarge", "allowUndocumentedInstanceType": True}, "instanceType", "has 4 GPUs"),
         ({"instanceType": "ml.inf2.xlarge", "allowUndocumentedInstanceType": True,
           "instanceTypeFacts": {"gpuMemoryGiB": 32, "instanceStorage": False}}, "instanceType", "not an NVIDIA GPU family"),
         ({"instanceType": "ml.g6.2xlarge", "allowUndocumentedInstanceType": "perhaps"},
@@ -139,7 +140,6 @@ def test_undocumented_type_with_the_flag_and_its_facts():
     ("context", "expected"),
     [
         ({"instanceType": "ml.c5.xlarge"}, "error: context instanceType: 'ml.c5.xlarge' is not a GPU instance type"),
-        ({"instanceType": "ml.g5.12xlarge"}, "error: context instanceType: ml.g5.12xlarge has 4 GPUs"),
         ({"minInstanceCount": "4", "initialInstanceCount": "4"}, "error: context maxInstanceCount: 2 is below"),
         ({"enabledModels": "sam,gpt"}, "error: context enabledModels: unknown model 'gpt'"),
     ],
