@@ -69,6 +69,7 @@ class ImageEditingStack(Stack):
             instance_type=settings.instance_type,
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
+            model_cache_enabled=settings.model_cache_enabled,
             **self._imported_network(settings),
             **log_props,
         )

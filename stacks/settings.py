@@ -43,6 +43,7 @@ class Settings:
     vpc_subnet_ids: tuple[str, ...] = ()
     vpc_security_group_ids: tuple[str, ...] = ()
     network_isolation: bool = True
+    model_cache_enabled: bool = True
     model_prefix: str = "models/"
     base_image: str = ""
     alarm_topic_arn: str = ""
@@ -73,6 +74,7 @@ CONTEXT_KEYS = {
     "vpcSubnetIds": "vpc_subnet_ids",
     "vpcSecurityGroupIds": "vpc_security_group_ids",
     "networkIsolation": "network_isolation",
+    "modelCacheEnabled": "model_cache_enabled",
     "modelPrefix": "model_prefix",
     "baseImage": "base_image",
     "alarmTopicArn": "alarm_topic_arn",
@@ -183,6 +185,8 @@ def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
         if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$", prefix):
             raise SettingsError(f"context modelPrefix: {given['modelPrefix']!r} is not a plain S3 key prefix")
         values["model_prefix"] = prefix + "/"
+    if "modelCacheEnabled" in given:
+        values["model_cache_enabled"] = _bool("modelCacheEnabled", given["modelCacheEnabled"])
     if "baseImage" in given:
         image = str(given["baseImage"]).strip()
         if not image or any(c.isspace() for c in image):

@@ -104,8 +104,10 @@ def test_context_sets_topic_thresholds_retention_and_retain(synth_stack):
     _, _, t = synth_stack(alarmTopicArn=TOPIC_ARN, alarm5xxErrorRatePercent="1", alarmModelLatencyP90Ms=3000,
                           alarmGpuMemoryPercent="off", alarmCacheHitRatioMin=0.9, alarmInstancesAtMaxMinutes="10",
                           alarmDiskPercent=70, logRetentionDays="30", retainLogGroups="true",
-                          instanceType="ml.g5.12xlarge", maxInstanceCount=3)
+                          instanceType="ml.g5.12xlarge", maxInstanceCount=3, modelCacheEnabled="false")
     assert not of_type(t, "AWS::SNS::Topic")
+    (model,) = of_type(t, "AWS::SageMaker::Model").values()
+    assert model["Properties"]["PrimaryContainer"]["MultiModelConfig"] == {"ModelCacheSetting": "Disabled"}
     alarms = alarm_by_suffix(t)
     assert "gpu-memory-high" not in alarms
     assert all(a["AlarmActions"] == [TOPIC_ARN] for a in alarms.values())

@@ -95,6 +95,7 @@ def test_operations_keys_are_parsed_and_off_leaves_an_alarm_out():
         ({"alarmInstancesAtMaxMinutes": 2000}, "alarmInstancesAtMaxMinutes", "<= 1440"),
         ({"logRetentionDays": 10}, "logRetentionDays", "not a period CloudWatch Logs accepts"),
         ({"retainLogGroups": "sometimes"}, "retainLogGroups", "true or false"),
+        ({"modelCacheEnabled": "2"}, "modelCacheEnabled", "true or false"),
     ],
 )
 def test_invalid_context_names_the_key(context, key, fragment):
