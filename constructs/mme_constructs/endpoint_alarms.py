@@ -168,27 +168,28 @@ def _server_errors(endpoint, percent, period, periods) -> _Alarm | None:
 
 
 def _latency(endpoint, limit: Duration | None, period, periods) -> _Alarm | None:
-    if limit is None:
-        return None
-    return _Alarm(
-        "ModelLatencyP90", "model-latency-p90",
-        endpoint.metric_model_latency(statistic="p90", period=period), _microseconds(limit), _GT,
-        _NOT_BREACHING, periods, periods,
-        f"90 % of requests should take the container under {limit.to_human_string()}; they have not for "
-        f"{periods} periods in a row. Look at GPU utilization and instance count (saturated?) and at which "
-        "model is slow.")
+    return _p90_over(
+        "ModelLatencyP90", "model-latency-p90", endpoint.metric_model_latency, limit, period, periods,
+        f"90 % of requests should take the container under {{limit}}; they have not for {periods} periods in a "
+        "row. Look at GPU utilization and instance count (saturated?) and at which model is slow.")
 
 
 def _loading_wait(endpoint, limit: Duration | None, period, periods) -> _Alarm | None:
+    return _p90_over(
+        "ModelLoadingWaitP90", "model-loading-wait-p90", endpoint.metric_model_loading_wait_time, limit, period,
+        periods,
+        f"Requests waited more than {{limit}} for their model to be downloaded and loaded, in each of {periods} "
+        "periods: cold starts keep hurting users. Check the cache hit ratio, loaded models per instance and "
+        "GPU memory (models evicted and reloaded?).")
+
+
+def _p90_over(construct_id: str, suffix: str, metric, limit: Duration | None, period, periods,
+              description: str) -> _Alarm | None:
+    """p90 of a microseconds metric above ``limit`` in every evaluated period."""
     if limit is None:
         return None
-    return _Alarm(
-        "ModelLoadingWaitP90", "model-loading-wait-p90",
-        endpoint.metric_model_loading_wait_time(statistic="p90", period=period), _microseconds(limit), _GT,
-        _NOT_BREACHING, periods, periods,
-        f"Requests waited more than {limit.to_human_string()} for their model to be downloaded and loaded, "
-        f"in each of {periods} periods: cold starts keep hurting users. Check the cache hit ratio, "
-        "loaded models per instance and GPU memory (models evicted and reloaded?).")
+    return _Alarm(construct_id, suffix, metric(statistic="p90", period=period), _microseconds(limit), _GT,
+                  _NOT_BREACHING, periods, periods, description.format(limit=limit.to_human_string()))
 
 
 def _cache_hits(endpoint, ratio: float | None, period, periods) -> _Alarm | None:
