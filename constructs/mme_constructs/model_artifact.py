@@ -105,13 +105,17 @@ class ModelArtifactProvider(Construct):
     @classmethod
     def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelArtifactProvider":
         """The stack's provider, created on first use (with ``props``: ``log_retention``,
-        ``log_encryption_key``, ``log_removal_policy``); every caller must name the same model store."""
+        ``log_encryption_key``, ``log_removal_policy``; giving props once it exists is an error);
+        every caller must name the same model store."""
         stack = Stack.of(scope)
         existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
         if existing is None:
             return cls(stack, cls.CONSTRUCT_ID, model_store=model_store, **props)
         if not isinstance(existing, ModelArtifactProvider):
             raise ValueError(f"{existing.node.path} exists and is not a ModelArtifactProvider")
+        if props:
+            raise ValueError(f"{existing.node.path} exists already: give {', '.join(sorted(props))} on its first use "
+                             "(before the first ModelArtifact of the stack)")
         if not existing.model_store.is_same_as(model_store):
             raise ValueError("model_store: all ModelArtifacts of a stack share one provider: "
                              "use the same bucket, key and prefix")

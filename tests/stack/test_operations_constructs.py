@@ -406,6 +406,15 @@ def test_packager_and_framework_log_groups_are_named_encrypted_and_kept_for_the_
         stack.get_logical_id(g.node.default_child) for g in (provider.log_group, provider.framework_log_group)}
 
 
+def test_provider_props_apply_on_first_use_only():
+    stack = new_stack()
+    bucket = ModelBucket(stack, "B")
+    ModelArtifactProvider.of(stack, model_store=bucket.model_store)
+    assert ModelArtifactProvider.of(stack, model_store=bucket.model_store) is not None
+    with pytest.raises(ValueError, match="exists already: give log_retention on its first use"):
+        ModelArtifactProvider.of(stack, model_store=bucket.model_store, log_retention=logs.RetentionDays.ONE_WEEK)
+
+
 # --- AlarmTopic -------------------------------------------------------------------------------
 
 
