@@ -145,7 +145,7 @@ class ImageEditingStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn,
                   description="SNS topic the alarms notify (ALARM and OK); subscribe on-call here")
         CfnOutput(self, "EndpointLogGroupName", value=self.endpoint.log_group.log_group_name,
-                  description="Container logs of the endpoint (one stream per instance and model)")
+                  description="Container logs of the endpoint (TorchServe and the handlers)")
 
 
 def _alarm_thresholds(settings: Settings) -> dict:

@@ -23,7 +23,7 @@ from mme_constructs.endpoint_metrics import (
     instance_count,
 )
 from mme_constructs.instance_types import GpuInstanceType, gpu_instance_type, supports_volume_kms_key
-from mme_constructs.log_groups import default_log_key, owned_log_group
+from mme_constructs.log_groups import default_log_key, log_group_arn, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.scaling import ScalableInstanceCount
 from mme_constructs.serving_image import ServingImage
@@ -31,7 +31,7 @@ from mme_constructs.serving_image import ServingImage
 # SageMaker's pattern for endpoint and variant names
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _TIMEOUT_RANGE_S = (60, 3600)  # ContainerStartupHealthCheckTimeout / ModelDataDownloadTimeout
-#: The log group SageMaker writes an endpoint's container logs to (one stream per instance and model)
+#: Prefix of the log group SageMaker writes an endpoint's container logs to (streams named at run time)
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 
 
@@ -297,9 +297,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         })
 
     def _log_group_arn(self, suffix: str = "") -> str:
-        return Stack.of(self).format_arn(
-            service="logs", resource="log-group", arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            resource_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}{suffix}")
+        return log_group_arn(self, f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}{suffix}")
 
     def _log_statements(self) -> list[iam.PolicyStatement]:
         """Streams of the endpoint's own log group; no ``logs:CreateLogGroup``: the construct owns the group."""
