@@ -1,17 +1,39 @@
-"""The deployable stack: model bucket, serving image, GPU multi-model endpoint, autoscaling, artifacts."""
+"""The deployable stack: model bucket, serving image, GPU multi-model endpoint, autoscaling, artifacts,
+and what operators need: owned log groups, alarms with a topic, a dashboard."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Annotations, CfnOutput, Duration, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mme_constructs import ModelArtifact, ModelBucket, MultiModelEndpoint, ServingImage
-from stacks.settings import Settings
+from mme_constructs import (
+    AlarmTopic,
+    EndpointAlarms,
+    EndpointDashboard,
+    ModelArtifact,
+    ModelArtifactProvider,
+    ModelBucket,
+    MultiModelEndpoint,
+    ServingImage,
+)
+from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_R = logs.RetentionDays
+#: ``logRetentionDays`` -> aws-cdk's enum (its Python members carry names, not day counts)
+RETENTION = dict(zip(LOG_RETENTION_DAYS, (
+    _R.ONE_DAY, _R.THREE_DAYS, _R.FIVE_DAYS, _R.ONE_WEEK, _R.TWO_WEEKS, _R.ONE_MONTH, _R.TWO_MONTHS,
+    _R.THREE_MONTHS, _R.FOUR_MONTHS, _R.FIVE_MONTHS, _R.SIX_MONTHS, _R.ONE_YEAR, _R.THIRTEEN_MONTHS,
+    _R.EIGHTEEN_MONTHS, _R.TWO_YEARS, _R.THREE_YEARS, _R.FIVE_YEARS, _R.SIX_YEARS, _R.SEVEN_YEARS,
+    _R.EIGHT_YEARS, _R.NINE_YEARS, _R.TEN_YEARS), strict=True))
+#: threshold unit -> the value EndpointAlarms takes
+_UNITS = {"percent": float, "ratio": float, "ms": Duration.millis, "minutes": Duration.minutes}
 
 
 class ImageEditingStack(Stack):
@@ -19,8 +41,13 @@ class ImageEditingStack(Stack):
 
     ``settings`` comes from ``stacks.settings.settings_from_context``; the stack itself
     reads no context. Outputs: ``EndpointName``, ``VariantName``, ``ModelBucketName``,
-    ``ModelPrefix``, ``ServingBaseImage`` and ``TargetModel<Name>`` per enabled model
-    (``TargetModelSam``, ...).
+    ``ModelPrefix``, ``ServingBaseImage``, ``TargetModel<Name>`` per enabled model
+    (``TargetModelSam``, ...), and for operators ``DashboardName``, ``DashboardUrl``,
+    ``AlarmTopicArn`` and ``EndpointLogGroupName``.
+
+    Every log group of the stack (the endpoint's ``/aws/sagemaker/Endpoints/<name>``, the
+    packager's and the Provider framework's) is created here with ``logRetentionDays``, encrypted
+    with the model bucket's key, and removed on destroy unless ``retainLogGroups``.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
@@ -28,6 +55,9 @@ class ImageEditingStack(Stack):
         self.settings = settings
 
         self.model_bucket = ModelBucket(self, "ModelBucket", model_prefix=settings.model_prefix)
+        key = self.model_bucket.encryption_key
+        log_props = dict(log_retention=RETENTION[settings.log_retention_days], log_encryption_key=key,
+                         log_removal_policy=RemovalPolicy.RETAIN if settings.retain_log_groups else RemovalPolicy.DESTROY)
         self.serving_image = ServingImage.from_asset(
             self, "ServingImage", directory=REPO_ROOT / "container", base_image=settings.base_image or None)
         self.endpoint = MultiModelEndpoint(
@@ -39,12 +69,15 @@ class ImageEditingStack(Stack):
             instance_type=settings.gpu_instance_type,
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
+            model_cache_enabled=settings.model_cache_enabled,
             **self._imported_network(settings),
+            **log_props,
         )
         self.autoscaling = self._autoscaling(settings)
 
         # One packaging custom resource per enabled model: it streams the model source and
         # its weights into <prefix><name>-<digest>.tar.gz, the endpoint's TargetModel.
+        ModelArtifactProvider.of(self, model_store=self.model_bucket.model_store, **log_props)
         self.model_artifacts: dict[str, ModelArtifact] = {
             name: ModelArtifact.from_model_sources(
                 self,
@@ -55,6 +88,11 @@ class ImageEditingStack(Stack):
             )
             for name in settings.enabled_models
         }
+        self.alarm_topic = self._alarm_topic(settings)
+        self.alarms = EndpointAlarms(self, "Alarms", endpoint=self.endpoint, topic=self.alarm_topic,
+                                     **_alarm_thresholds(settings))
+        self.dashboard = EndpointDashboard(self, "Dashboard", endpoint=self.endpoint, alarms=self.alarms,
+                                           dashboard_name=settings.endpoint_name)
         self._outputs()
 
     def _imported_network(self, settings: Settings) -> dict:
@@ -68,6 +106,14 @@ class ImageEditingStack(Stack):
         groups = [ec2.SecurityGroup.from_security_group_id(self, f"SecurityGroup{i}", g, mutable=False)
                   for i, g in enumerate(settings.vpc_security_group_ids)]
         return {"vpc_subnets": ec2.SubnetSelection(subnets=subnets), "security_groups": groups}
+
+    def _alarm_topic(self, settings: Settings) -> sns.ITopic:
+        """The topic of ``alarmTopicArn``, or a new encrypted, TLS-only one with ``alarmEmail`` subscribed."""
+        if settings.alarm_topic_arn:
+            return sns.Topic.from_topic_arn(self, "AlarmTopic", settings.alarm_topic_arn)
+        return AlarmTopic(self, "AlarmTopic", encryption_key=self.model_bucket.encryption_key,
+                          topic_name=f"{settings.endpoint_name}-alarms", emails=settings.alarm_emails,
+                          display_name=f"Alarms of {settings.endpoint_name}").topic
 
     def _autoscaling(self, settings: Settings):
         scaling = self.endpoint.auto_scale_instance_count(
@@ -93,3 +139,16 @@ class ImageEditingStack(Stack):
         for name, artifact in self.model_artifacts.items():
             CfnOutput(self, f"TargetModel{name.capitalize()}", value=artifact.target_model,
                       description=f"TargetModel of {name}")
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name,
+                  description="CloudWatch dashboard of the endpoint (docs/operations.md explains each widget)")
+        CfnOutput(self, "DashboardUrl", value=self.dashboard.dashboard_url, description="The dashboard in the console")
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn,
+                  description="SNS topic the alarms notify (ALARM and OK); subscribe on-call here")
+        CfnOutput(self, "EndpointLogGroupName", value=self.endpoint.log_group.log_group_name,
+                  description="Container logs of the endpoint (TorchServe and the handlers)")
+
+
+def _alarm_thresholds(settings: Settings) -> dict:
+    """EndpointAlarms props for the thresholds the context set (None leaves an alarm out)."""
+    units = {prop: unit for prop, unit, _low, _high in ALARM_THRESHOLDS.values()}
+    return {prop: None if value is None else _UNITS[units[prop]](value) for prop, value in settings.alarm_thresholds}

@@ -52,8 +52,16 @@ class Settings:
     vpc_subnet_ids: tuple[str, ...] = ()
     vpc_security_group_ids: tuple[str, ...] = ()
     network_isolation: bool = True
+    model_cache_enabled: bool = True
     model_prefix: str = "models/"
     base_image: str = ""
+    alarm_topic_arn: str = ""
+    alarm_emails: tuple[str, ...] = ()
+    #: (EndpointAlarms prop, value in the unit of ALARM_THRESHOLDS, or None for "off") for each
+    #: threshold the context sets; the construct's own defaults apply to the others
+    alarm_thresholds: tuple[tuple[str, float | None], ...] = ()
+    log_retention_days: int = 365
+    retain_log_groups: bool = False
 
     @property
     def gpu_instance_type(self) -> GpuInstanceType:
@@ -82,9 +90,32 @@ CONTEXT_KEYS = {
     "vpcSubnetIds": "vpc_subnet_ids",
     "vpcSecurityGroupIds": "vpc_security_group_ids",
     "networkIsolation": "network_isolation",
+    "modelCacheEnabled": "model_cache_enabled",
     "modelPrefix": "model_prefix",
     "baseImage": "base_image",
+    "alarmTopicArn": "alarm_topic_arn",
+    "alarmEmail": "alarm_emails",
+    "logRetentionDays": "log_retention_days",
+    "retainLogGroups": "retain_log_groups",
 }
+
+#: alarm context key -> (EndpointAlarms prop, unit, lowest, highest); the value "off" leaves the
+#: alarm out. Units: "percent", "ratio", "ms" and "minutes" (the stack turns the last two into Durations).
+ALARM_THRESHOLDS = {
+    "alarm5xxErrorRatePercent": ("server_error_rate_percent", "percent", 0, 100),
+    "alarmModelLatencyP90Ms": ("model_latency_p90", "ms", 0, 3_600_000),
+    "alarmModelLoadingWaitP90Ms": ("model_loading_wait_p90", "ms", 0, 3_600_000),
+    "alarmCacheHitRatioMin": ("cache_hit_ratio_min", "ratio", 0, 1),
+    "alarmGpuMemoryPercent": ("gpu_memory_utilization_percent", "percent", 0, 100),
+    "alarmDiskPercent": ("disk_utilization_percent", "percent", 0, 100),
+    "alarmInstancesAtMaxMinutes": ("instances_at_max_for", "minutes", 0, 1440),
+}
+
+#: Retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays)
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
 def _int(key: str, value: Any, minimum: int) -> int:
@@ -167,10 +198,10 @@ def _facts(name: str, value: Any) -> GpuInstanceType:
 
 def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
     """``instanceType`` (+ ``allowUndocumentedInstanceType``, ``instanceTypeFacts``) as Settings values."""
-    name = str(raw["instanceType"] if raw["instanceType"] is not None else Settings.instance_type).strip()
-    allow = raw["allowUndocumentedInstanceType"] is not None and _bool(
+    name = str(raw.get("instanceType", Settings.instance_type)).strip()
+    allow = raw.get("allowUndocumentedInstanceType") is not None and _bool(
         "allowUndocumentedInstanceType", raw["allowUndocumentedInstanceType"])
-    facts = raw["instanceTypeFacts"]
+    facts = raw.get("instanceTypeFacts")
     if name in GPU_INSTANCE_TYPES and facts is not None:
         raise SettingsError(f"context instanceTypeFacts: {name} is a documented type whose facts come from the "
                             "catalog; remove instanceTypeFacts")
@@ -197,13 +228,55 @@ def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
 
 def settings_from_context(get: Callable[[str], Any]) -> Settings:
     """Build ``Settings`` from a context getter (``app.node.try_get_context``)."""
-    raw = {key: get(key) for key in CONTEXT_KEYS}
+    raw = {key: get(key) for key in (*CONTEXT_KEYS, *ALARM_THRESHOLDS)}
+    given = {key: value for key, value in raw.items() if value is not None}
+    values = {**_endpoint_values(given), **_scaling_values(given), **_network_values(given),
+              **_operations_values(given)}
+    settings = Settings(**values)  # the dataclass defaults fill in what the context leaves out
+    _check_relations(settings)
+    return settings
+
+
+def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    values.update(_instance_type(given))
+    if "enabledModels" in given:
+        values["enabled_models"] = _enabled_models(_list("enabledModels", given["enabledModels"]))
+    if "endpointNamePrefix" in given:
+        prefix = str(given["endpointNamePrefix"]).strip()
+        if not _NAME.match(prefix):
+            raise SettingsError(
+                f"context endpointNamePrefix: {prefix!r} must be 1-59 letters, digits and inner hyphens"
+            )
+        values["endpoint_name_prefix"] = prefix
+    if "modelPrefix" in given:
+        prefix = str(given["modelPrefix"]).strip().strip("/")
+        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$", prefix):
+            raise SettingsError(f"context modelPrefix: {given['modelPrefix']!r} is not a plain S3 key prefix")
+        values["model_prefix"] = prefix + "/"
+    if "modelCacheEnabled" in given:
+        values["model_cache_enabled"] = _bool("modelCacheEnabled", given["modelCacheEnabled"])
+    if "baseImage" in given:
+        image = str(given["baseImage"]).strip()
+        if not image or any(c.isspace() for c in image):
+            raise SettingsError(f"context baseImage: {given['baseImage']!r} is not an image reference")
+        values["base_image"] = image
+    return values
 
-    def given(key: str) -> bool:
-        return raw[key] is not None
 
-    values.update(_instance_type(raw))
+def _enabled_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [m for m in models if m not in KNOWN_MODELS]
+    if unknown:
+        raise SettingsError(f"context enabledModels: unknown model {unknown[0]!r} (known: {', '.join(KNOWN_MODELS)})")
+    if not models:
+        raise SettingsError("context enabledModels: enable at least one model")
+    if len(set(models)) != len(models):
+        raise SettingsError(f"context enabledModels: duplicate model in {list(models)}")
+    return models
+
+
+def _scaling_values(given: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for key, minimum in (
         ("initialInstanceCount", 1),
         ("minInstanceCount", 1),
@@ -211,57 +284,76 @@ def settings_from_context(get: Callable[[str], Any]) -> Settings:
         ("scaleOutCooldownSeconds", 0),
         ("scaleInCooldownSeconds", 0),
     ):
-        if given(key):
-            values[CONTEXT_KEYS[key]] = _int(key, raw[key], minimum)
-    if given("invocationsPerInstanceTarget"):
+        if key in given:
+            values[CONTEXT_KEYS[key]] = _int(key, given[key], minimum)
+    if "invocationsPerInstanceTarget" in given:
         values["invocations_per_instance_target"] = _float(
-            "invocationsPerInstanceTarget", raw["invocationsPerInstanceTarget"], 0, 1_000_000
+            "invocationsPerInstanceTarget", given["invocationsPerInstanceTarget"], 0, 1_000_000
         )
-    if given("gpuUtilizationTarget"):
-        values["gpu_utilization_target"] = _float("gpuUtilizationTarget", raw["gpuUtilizationTarget"], 0, 100)
-    if given("enabledModels"):
-        models = _list("enabledModels", raw["enabledModels"])
-        unknown = [m for m in models if m not in KNOWN_MODELS]
-        if unknown:
-            raise SettingsError(
-                f"context enabledModels: unknown model {unknown[0]!r} (known: {', '.join(KNOWN_MODELS)})"
-            )
-        if not models:
-            raise SettingsError("context enabledModels: enable at least one model")
-        if len(set(models)) != len(models):
-            raise SettingsError(f"context enabledModels: duplicate model in {list(models)}")
-        values["enabled_models"] = models
-    if given("endpointNamePrefix"):
-        prefix = str(raw["endpointNamePrefix"]).strip()
-        if not _NAME.match(prefix):
-            raise SettingsError(
-                f"context endpointNamePrefix: {prefix!r} must be 1-59 letters, digits and inner hyphens"
-            )
-        values["endpoint_name_prefix"] = prefix
+    if "gpuUtilizationTarget" in given:
+        values["gpu_utilization_target"] = _float("gpuUtilizationTarget", given["gpuUtilizationTarget"], 0, 100)
+    return values
+
+
+def _network_values(given: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for key, pattern, what in (
         ("vpcSubnetIds", _SUBNET, "subnet-..."),
         ("vpcSecurityGroupIds", _SECURITY_GROUP, "sg-..."),
     ):
-        if given(key):
-            ids = _list(key, raw[key])
+        if key in given:
+            ids = _list(key, given[key])
             bad = [i for i in ids if not pattern.match(i)]
             if bad:
                 raise SettingsError(f"context {key}: {bad[0]!r} is not an id of the form {what}")
             values[CONTEXT_KEYS[key]] = ids
-    if given("networkIsolation"):
-        values["network_isolation"] = _bool("networkIsolation", raw["networkIsolation"])
-    if given("modelPrefix"):
-        prefix = str(raw["modelPrefix"]).strip().strip("/")
-        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$", prefix):
-            raise SettingsError(f"context modelPrefix: {raw['modelPrefix']!r} is not a plain S3 key prefix")
-        values["model_prefix"] = prefix + "/"
-    if given("baseImage"):
-        image = str(raw["baseImage"]).strip()
-        if not image or any(c.isspace() for c in image):
-            raise SettingsError(f"context baseImage: {raw['baseImage']!r} is not an image reference")
-        values["base_image"] = image
+    if "networkIsolation" in given:
+        values["network_isolation"] = _bool("networkIsolation", given["networkIsolation"])
+    return values
 
-    settings = Settings(**values)  # the dataclass defaults fill in what the context leaves out
+
+def _operations_values(given: dict[str, Any]) -> dict[str, Any]:
+    """Alarm topic, alarm thresholds, log retention and removal."""
+    values: dict[str, Any] = {}
+    if "alarmTopicArn" in given:
+        arn = str(given["alarmTopicArn"]).strip()
+        if not _TOPIC_ARN.match(arn):
+            raise SettingsError(f"context alarmTopicArn: {arn!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        values["alarm_topic_arn"] = arn
+    if "alarmEmail" in given:
+        emails = _list("alarmEmail", given["alarmEmail"])
+        bad = [e for e in emails if not _EMAIL.match(e)]
+        if bad:
+            raise SettingsError(f"context alarmEmail: {bad[0]!r} is not an email address")
+        values["alarm_emails"] = emails
+    values["alarm_thresholds"] = tuple(
+        (prop, _threshold(key, given[key], unit, low, high))
+        for key, (prop, unit, low, high) in ALARM_THRESHOLDS.items() if key in given)
+    if "logRetentionDays" in given:
+        days = _int("logRetentionDays", given["logRetentionDays"], 1)
+        if days not in LOG_RETENTION_DAYS:
+            raise SettingsError(f"context logRetentionDays: {days} is not a period CloudWatch Logs accepts "
+                                f"({', '.join(map(str, LOG_RETENTION_DAYS))})")
+        values["log_retention_days"] = days
+    if "retainLogGroups" in given:
+        values["retain_log_groups"] = _bool("retainLogGroups", given["retainLogGroups"])
+    return values
+
+
+def _threshold(key: str, value: Any, unit: str, low: float, high: float) -> float | None:
+    """A number in (low, high] (whole minutes for a "minutes" unit), or None for "off"."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    if unit == "minutes":
+        minutes = _int(key, value, 1)
+        if minutes > high:
+            raise SettingsError(f"context {key}: must be <= {high:g}, got {minutes}")
+        return minutes
+    return _float(key, value, low, high)
+
+
+def _check_relations(settings: Settings) -> None:
+    """Rules between keys (each value is valid on its own by now)."""
     if settings.max_instance_count < settings.min_instance_count:
         raise SettingsError(
             f"context maxInstanceCount: {settings.max_instance_count} is below "
@@ -280,4 +372,6 @@ def settings_from_context(get: Callable[[str], Any]) -> Settings:
     if bool(settings.vpc_subnet_ids) != bool(settings.vpc_security_group_ids):
         missing = "vpcSecurityGroupIds" if settings.vpc_subnet_ids else "vpcSubnetIds"
         raise SettingsError(f"context {missing}: required when the other VPC setting is given")
-    return settings
+    if settings.alarm_topic_arn and settings.alarm_emails:
+        raise SettingsError("context alarmEmail: subscribe the addresses to the topic of alarmTopicArn yourself, "
+                            "or leave alarmTopicArn out to get a new topic with these subscriptions")

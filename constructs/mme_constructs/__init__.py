@@ -21,10 +21,14 @@ from mme_constructs.instance_types import (
 )
 
 _LAZY = {
+    "AlarmTopic": "mme_constructs.alarm_topic",
     "DLC_TAG": "mme_constructs.dlc",
+    "DOCUMENTED_METRICS": "mme_constructs.endpoint_metrics",
     "dlc_image_uri": "mme_constructs.dlc",
     "dlc_registry": "mme_constructs.dlc",
     "ENDPOINT_METRICS": "mme_constructs.endpoint_metrics",
+    "EndpointAlarms": "mme_constructs.endpoint_alarms",
+    "EndpointDashboard": "mme_constructs.endpoint_dashboard",
     "EndpointMetric": "mme_constructs.endpoint_metrics",
     "ModelArtifact": "mme_constructs.model_artifact",
     "ModelArtifactProvider": "mme_constructs.model_artifact",
@@ -39,8 +43,12 @@ _LAZY = {
 
 __all__ = [
     "DLC_TAG",
+    "DOCUMENTED_METRICS",
     "ENDPOINT_METRICS",
     "GPU_INSTANCE_TYPES",
+    "AlarmTopic",
+    "EndpointAlarms",
+    "EndpointDashboard",
     "EndpointMetric",
     "GpuInstanceType",
     "ModelArtifact",

@@ -1,8 +1,9 @@
 """CloudWatch metrics of a SageMaker endpoint variant, as AWS documents them.
 
-Sources: "Amazon SageMaker AI metrics in Amazon CloudWatch" (endpoint invocation metrics,
-multi-model endpoint model loading and instance metrics, endpoint instance metrics) and
-"CloudWatch Metrics for Multi-Model Endpoint Deployments". Every metric has the dimensions
+Sources (``DOCUMENTED_METRICS`` lists every name they give, per namespace): "Amazon SageMaker AI
+metrics in Amazon CloudWatch" (endpoint invocation metrics, multi-model endpoint model loading and
+instance metrics, endpoint instance metrics) and "CloudWatch Metrics for Multi-Model Endpoint
+Deployments" (CPU and GPU backed multi-model endpoints). Every metric has the dimensions
 ``EndpointName`` and ``VariantName``. Invocation and model-loading metrics are in
 ``AWS/SageMaker``; per-instance metrics (utilization, ``LoadedModelCount``) in
 ``/aws/sagemaker/Endpoints``. Utilization is summed over an instance's CPUs/GPUs (a 4-GPU
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
@@ -37,6 +39,24 @@ def _invocation(name: str, unit: cloudwatch.Unit, statistic: str) -> EndpointMet
 def _instance(name: str, unit: cloudwatch.Unit = cloudwatch.Unit.PERCENT) -> EndpointMetric:
     return EndpointMetric(name, INSTANCE_NAMESPACE, unit, "Average")
 
+
+#: Every endpoint metric name AWS documents, per namespace: what dashboards and alarms may use.
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html (sections "SageMaker AI
+#: endpoint invocation metrics", "SageMaker AI multi-model endpoint metrics", "SageMaker AI endpoint
+#: metrics") and https://docs.aws.amazon.com/sagemaker/latest/dg/multi-model-endpoint-cloudwatch-metrics.html
+#: ("CloudWatch metrics for GPU backed multi-model endpoints"). ``ModelSetupTime`` is documented for
+#: serverless endpoints only and is listed so the list is complete, not because an MME emits it.
+DOCUMENTED_METRICS: dict[str, frozenset[str]] = {
+    INVOCATION_NAMESPACE: frozenset({
+        "Invocations", "InvocationsPerInstance", "Invocation4XXErrors", "Invocation5XXErrors",
+        "ModelLatency", "OverheadLatency", "ModelSetupTime",
+        "ModelLoadingWaitTime", "ModelDownloadingTime", "ModelLoadingTime", "ModelUnloadingTime", "ModelCacheHit",
+    }),
+    INSTANCE_NAMESPACE: frozenset({
+        "LoadedModelCount", "CPUUtilization", "MemoryUtilization", "DiskUtilization",
+        "GPUUtilization", "GPUMemoryUtilization",
+    }),
+}
 
 _NONE, _US = cloudwatch.Unit.NONE, cloudwatch.Unit.MICROSECONDS
 
@@ -80,3 +100,22 @@ def documented_metric(endpoint_name: str, variant_name: str, key: str, **props) 
     props.setdefault("statistic", spec.statistic)
     props.setdefault("unit", spec.unit)
     return endpoint_metric(endpoint_name, variant_name, spec.metric_name, namespace=spec.namespace, **props)
+
+
+def instance_count(endpoint_name: str, variant_name: str, *, period: Duration = Duration.minutes(1),
+                   label: str = "instances in service") -> cloudwatch.MathExpression:
+    """Instances of the variant that report metrics: the sample count of ``CPUUtilization``
+    divided by the minutes in the period.
+
+    SageMaker publishes no instance-count metric for real-time endpoints. At the default
+    publishing frequency every instance reports its ``/aws/sagemaker/Endpoints`` metrics once a
+    minute (AWS documents the per-instance,
+    per-minute datapoints for ``LoadedModelCount``: its Average over one minute is the count per
+    instance, its Sum the count over all instances), whether or not requests arrive, so the
+    samples per minute count the instances, idle or busy. ``PERIOD()`` keeps the figure right
+    when a dashboard widens the period for a long time range.
+    """
+    samples = documented_metric(endpoint_name, variant_name, "cpu_utilization", statistic="SampleCount",
+                                period=period)
+    return cloudwatch.MathExpression(expression="samples / (PERIOD(samples) / 60)",
+                                     using_metrics={"samples": samples}, label=label, period=period)

@@ -27,10 +27,12 @@ from aws_cdk import (
     IListProducer,
     IResolveContext,
     Lazy,
+    Names,
     RemovalPolicy,
     Stack,
 )
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -39,6 +41,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs.log_groups import default_log_key, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.packager import PACKAGER_FORMAT
 from mme_constructs.packager.core import MODEL_NAME
@@ -84,38 +87,53 @@ class ModelArtifactProvider(Construct):
     * ``secretsmanager:GetSecretValue`` on a spec's token secret, read access to a spec's staged
       S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``), only when a spec names them.
 
-    Props: ``model_store`` (required), ``log_retention`` of both functions' log groups (default
-    one year).
+    Props: ``model_store`` (required); for both functions' log groups ``/mme/<unique
+    name>/packager`` and ``.../framework``: ``log_retention`` (default one year),
+    ``log_encryption_key`` (default the store's key when it is a key of this stack, whose policy
+    then lets CloudWatch Logs use it for these two log groups only; none for an imported key
+    unless given) and ``log_removal_policy`` (default ``DESTROY``: a retained group with its fixed
+    name blocks the next deploy of the same stack). The functions write only to them (no
+    ``logs:CreateLogGroup``).
 
     Attributes: ``function`` (the packager), ``role``, ``policy``, ``provider``,
-    ``service_token``, ``model_store``, ``model_prefix``, ``log_group``, ``framework_role``.
+    ``service_token``, ``model_store``, ``model_prefix``, ``log_group``, ``framework_log_group``,
+    ``framework_role``.
     """
 
     CONSTRUCT_ID = "ModelArtifactProvider"
 
     @classmethod
-    def of(cls, scope: Construct, *, model_store: ModelStore) -> "ModelArtifactProvider":
-        """The stack's provider, created on first use; every caller must name the same model store."""
+    def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelArtifactProvider":
+        """The stack's provider, created on first use (with ``props``: ``log_retention``,
+        ``log_encryption_key``, ``log_removal_policy``; giving props once it exists is an error);
+        every caller must name the same model store."""
         stack = Stack.of(scope)
         existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
         if existing is None:
-            return cls(stack, cls.CONSTRUCT_ID, model_store=model_store)
+            return cls(stack, cls.CONSTRUCT_ID, model_store=model_store, **props)
         if not isinstance(existing, ModelArtifactProvider):
             raise ValueError(f"{existing.node.path} exists and is not a ModelArtifactProvider")
+        if props:
+            raise ValueError(f"{existing.node.path} exists already: give {', '.join(sorted(props))} on its first use "
+                             "(before the first ModelArtifact of the stack)")
         if not existing.model_store.is_same_as(model_store):
             raise ValueError("model_store: all ModelArtifacts of a stack share one provider: "
                              "use the same bucket, key and prefix")
         return existing
 
     def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore,
-                 log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR) -> None:
+                 log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+                 log_encryption_key: kms.IKey | None = None,
+                 log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY) -> None:
         super().__init__(scope, construct_id)
         self.model_store = model_store
         self.model_prefix = model_store.model_prefix
         self._models: set[str] = set()
 
-        self.log_group = logs.LogGroup(self, "PackagerLogs", retention=log_retention,
-                                       removal_policy=RemovalPolicy.DESTROY)
+        log_prefix = f"/mme/{Names.unique_resource_name(self, max_length=200, separator='-')}"
+        log_props = dict(retention=log_retention, removal_policy=log_removal_policy,
+                         encryption_key=log_encryption_key or default_log_key(self, model_store.encryption_key))
+        self.log_group = owned_log_group(self, "PackagerLogs", log_group_name=f"{log_prefix}/packager", **log_props)
         self.role = iam.Role(self, "PackagerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Model packager: builds TorchServe archives under the model prefix")
         self.policy = iam.Policy(self, "PackagerPolicy", roles=[self.role], statements=[
@@ -143,8 +161,9 @@ class ModelArtifactProvider(Construct):
         )
         self.function.node.add_dependency(self.policy)
 
-        framework_logs = logs.LogGroup(self, "FrameworkLogs", retention=log_retention,
-                                       removal_policy=RemovalPolicy.DESTROY)
+        framework_logs = owned_log_group(self, "FrameworkLogs", log_group_name=f"{log_prefix}/framework",
+                                         **log_props)
+        self.framework_log_group = framework_logs
         self.framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                        description="Custom resource provider framework of the model packager")
         framework_policy = iam.Policy(self, "FrameworkPolicy", roles=[self.framework_role], statements=[

@@ -5,17 +5,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Annotations, ArnFormat, Duration, Names, Resource, Stack, Token
+from aws_cdk import Annotations, ArnFormat, Duration, Names, RemovalPolicy, Resource, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct, IConstruct
 
 from mme_constructs._nag import acknowledge_wildcards
-from mme_constructs.endpoint_metrics import INSTANCE_NAMESPACE, INVOCATION_NAMESPACE, documented_metric, endpoint_metric
+from mme_constructs.endpoint_metrics import (
+    INSTANCE_NAMESPACE,
+    INVOCATION_NAMESPACE,
+    documented_metric,
+    endpoint_metric,
+    instance_count,
+)
 from mme_constructs.instance_types import GpuInstanceType, resolve_instance_type, undocumented_warning
+from mme_constructs.log_groups import default_log_key, log_group_arn, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.scaling import ScalableInstanceCount
 from mme_constructs.serving_image import ServingImage
@@ -23,6 +31,8 @@ from mme_constructs.serving_image import ServingImage
 # SageMaker's pattern for endpoint and variant names
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _TIMEOUT_RANGE_S = (60, 3600)  # ContainerStartupHealthCheckTimeout / ModelDataDownloadTimeout
+#: Prefix of the log group SageMaker writes an endpoint's container logs to (streams named at run time)
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 
 
 class MultiModelEndpointBase(Resource):
@@ -42,6 +52,11 @@ class MultiModelEndpointBase(Resource):
     def scaling_dependency(self) -> IConstruct | None:
         """What a scalable target must wait for (the owned endpoint; nothing for an import)."""
         return None
+
+    @property
+    def scalable_instance_count(self) -> ScalableInstanceCount | None:
+        """What :meth:`auto_scale_instance_count` returned, ``None`` before (or without) it."""
+        return self._scalable_instance_count
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """Allow ``sagemaker:InvokeEndpoint`` on this endpoint only (MMEs have no async invocation)."""
@@ -127,6 +142,11 @@ class MultiModelEndpointBase(Resource):
         """``/aws/sagemaker/Endpoints`` ``GPUMemoryUtilization`` (Percent of the one GPU's memory), Average."""
         return self._documented("gpu_memory_utilization", props)
 
+    def metric_instance_count(self, *, period: Duration = Duration.minutes(1)) -> cloudwatch.MathExpression:
+        """Instances in service: the per-minute sample count of ``CPUUtilization`` (each instance
+        reports once a minute, idle or not), as a ``MathExpression`` that stays right for any period."""
+        return instance_count(self.endpoint_name, self.variant_name, period=period)
+
     def auto_scale_instance_count(self, *, max_capacity: int, min_capacity: int = 1) -> ScalableInstanceCount:
         """Register the variant with Application Auto Scaling; add policies on the result.
 
@@ -179,17 +199,27 @@ class MultiModelEndpoint(MultiModelEndpointBase):
       ``KmsKeyId`` on endpoint configs of types with instance storage (ml.g4dn, ml.g5 and a
       ``GpuInstanceType`` with ``instance_storage=True``), whose storage is hardware-encrypted.
       Giving it explicitly for such a type is an error.
+    * ``log_retention``: default one year, of the endpoint's log group
+      ``/aws/sagemaker/Endpoints/<endpoint name>``, which the construct creates (SageMaker would
+      otherwise create it at run time, unencrypted and kept forever); the endpoint waits for it.
+    * ``log_encryption_key``: default the model store's key when it is a key of this stack (its
+      policy gets a statement that lets CloudWatch Logs use it for this log group only); none
+      for an imported key, whose policy cannot be changed here: pass it explicitly once its policy
+      allows CloudWatch Logs (see ``mme_constructs.log_groups``).
+    * ``log_removal_policy``: default ``DESTROY``. The log group has a fixed name: one retained
+      after a destroy makes the next deploy of the same endpoint name fail until it is deleted.
 
     The role may only read the model prefix (``s3:GetObject``, ``s3:ListBucket`` on that
     prefix, ``kms:Decrypt`` with the store's key), pull the one image repository (plus
-    ``ecr:GetAuthorizationToken``, which has no resource-level form), write its own log group
-    ``/aws/sagemaker/Endpoints/<endpoint name>`` and put metrics into the
-    ``/aws/sagemaker/Endpoints`` namespace only.
+    ``ecr:GetAuthorizationToken``, which has no resource-level form), write streams of its own log
+    group ``/aws/sagemaker/Endpoints/<endpoint name>`` (not create log groups) and put metrics into
+    the ``/aws/sagemaker/Endpoints`` namespace only.
 
     Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``instance_type``,
     ``gpu_instance_type``, ``initial_instance_count``, ``role``, ``grant_principal``,
     ``model_store``, ``image``, ``model_data_url``, ``security_groups``, ``connections`` (VPC
-    only), ``volume_kms_key_set``, ``cfn_model``, ``cfn_endpoint_config``, ``cfn_endpoint``.
+    only), ``volume_kms_key_set``, ``log_group``, ``cfn_model``, ``cfn_endpoint_config``,
+    ``cfn_endpoint``.
     """
 
     def __init__(
@@ -213,6 +243,9 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         model_data_download_timeout: Duration = Duration.minutes(20),
         model_cache_enabled: bool = True,
         volume_encryption_key: kms.IKey | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        log_encryption_key: kms.IKey | None = None,
+        log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         _check_props(scope, construct_id, endpoint_name=endpoint_name, instance_type=instance_type,
                      initial_instance_count=initial_instance_count, variant_name=variant_name, vpc=vpc,
@@ -233,6 +266,10 @@ class MultiModelEndpoint(MultiModelEndpointBase):
             self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Execution role of SageMaker multi-model endpoint {self.endpoint_name}")
         self._grant_execution_permissions()
+        self.log_group = owned_log_group(
+            self, "Logs", log_group_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}", retention=log_retention,
+            encryption_key=log_encryption_key or default_log_key(self, model_store.encryption_key),
+            removal_policy=log_removal_policy)
         self.security_groups, subnet_ids = self._network(vpc, vpc_subnets, security_groups)
         self.cfn_model = self._create_model(network_isolation, subnet_ids, environment, model_cache_enabled)
         key = volume_encryption_key or model_store.encryption_key
@@ -243,12 +280,14 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         self.cfn_endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.cfn_endpoint_config.attr_endpoint_config_name)
+        # The log group exists before SageMaker starts the instances, so SageMaker never creates it.
+        self.cfn_endpoint.node.add_dependency(self.log_group)
         self.endpoint_arn = self.cfn_endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
 
     # --- construction steps --------------------------------------------------------------
 
     def _grant_execution_permissions(self) -> None:
-        """Model prefix (read), image (pull), own log group, own metric namespace; all on the role."""
+        """Model prefix (read), image (pull), own log streams, own metric namespace; all on the role."""
         for statement in [*self.model_store.read_statements(), *self._log_statements(), self._metric_statement()]:
             self.role.add_to_principal_policy(statement)
         self.image.grant_pull(self.role)
@@ -262,13 +301,12 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         })
 
     def _log_group_arn(self, suffix: str = "") -> str:
-        return Stack.of(self).format_arn(
-            service="logs", resource="log-group", arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            resource_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}{suffix}")
+        return log_group_arn(self, f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}{suffix}")
 
     def _log_statements(self) -> list[iam.PolicyStatement]:
+        """Streams of the endpoint's own log group; no ``logs:CreateLogGroup``: the construct owns the group."""
         return [
-            iam.PolicyStatement(sid="WriteEndpointLogs", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+            iam.PolicyStatement(sid="DescribeEndpointLogStreams", actions=["logs:DescribeLogStreams"],
                                 resources=[self._log_group_arn()]),
             iam.PolicyStatement(sid="WriteEndpointLogStreams", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[self._log_group_arn(":log-stream:*")]),

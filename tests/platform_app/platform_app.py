@@ -4,9 +4,11 @@
 Everything it hands the constructs comes from elsewhere: the model bucket, its KMS key and the
 VPC are imported, the serving image is a tag in the team's ECR repository, and the endpoint name
 is a CloudFormation parameter. The team runs on ml.g6.xlarge, a single-GPU type AWS does not list
-for GPU multi-model endpoints yet, so it states the type's facts (synth warns about it). It grants a client Lambda the right to invoke the endpoint, alarms
-on the multi-model cache hit ratio, and scales on invocations and on GPU utilization. It runs
-with CDK's default feature flags (no context of this repository) and the AwsSolutions checks.
+for GPU multi-model endpoints yet, so it states the type's facts (synth warns about it). It grants a
+client Lambda the right to invoke the endpoint, scales on invocations and on GPU utilization,
+alarms to the team's on-call topic and gets a dashboard; the endpoint's and the packager's log
+groups use the team's key. It runs with CDK's default feature flags (no context of this
+repository) and the AwsSolutions checks.
 
     cd tests/platform_app && npx cdk synth      # or: python3 platform_app.py
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
@@ -24,13 +25,24 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from mme_constructs import GpuInstanceType, ModelArtifact, ModelStore, MultiModelEndpoint, ServingImage
+from mme_constructs import (
+    EndpointAlarms,
+    EndpointDashboard,
+    GpuInstanceType,
+    ModelArtifact,
+    ModelArtifactProvider,
+    ModelStore,
+    MultiModelEndpoint,
+    ServingImage,
+)
 
 MODEL_SOURCES = Path(__file__).resolve().parents[2] / "model_sources"
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+ON_CALL_TOPIC_ARN = "arn:aws:sns:eu-west-1:111122223333:platform-on-call"
 CLIENT_CODE = '''
 import os, boto3
 runtime = boto3.client("sagemaker-runtime")
@@ -46,8 +58,10 @@ class InferenceStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         endpoint_name = cdk.CfnParameter(self, "EndpointName", type="String", default="team-image-editing",
                                          allowed_pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+        # The team's key; its policy already lets CloudWatch Logs use it for this account's log groups.
+        key = kms.Key.from_key_arn(self, "ModelKey", KEY_ARN)
         store = ModelStore(s3.Bucket.from_bucket_name(self, "SharedModels", "platform-shared-models"),
-                           model_prefix="image-editing/", encryption_key=kms.Key.from_key_arn(self, "ModelKey", KEY_ARN))
+                           model_prefix="image-editing/", encryption_key=key)
         vpc = ec2.Vpc.from_vpc_attributes(
             self, "Vpc", vpc_id="vpc-0a1b2c3d4e5f60718", availability_zones=["eu-west-1a", "eu-west-1b"],
             private_subnet_ids=["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"],
@@ -61,24 +75,29 @@ class InferenceStack(cdk.Stack):
             endpoint_name=endpoint_name.value_as_string,
             instance_type=GpuInstanceType("ml.g6.xlarge", "NVIDIA L4", gpu_memory_gib=24, instance_storage=True),
             vpc=vpc,
+            log_encryption_key=key,
+            log_retention=logs.RetentionDays.THREE_MONTHS,
         )
+        ModelArtifactProvider.of(self, model_store=store, log_encryption_key=key,
+                                 log_retention=logs.RetentionDays.THREE_MONTHS)
         sam = ModelArtifact.from_model_sources(self, "Sam", model_sources_dir=MODEL_SOURCES, model_name="sam",
                                                model_store=store)
 
         client = self._client(endpoint.endpoint_name)
         endpoint.grant_invoke(client)
 
-        endpoint.metric_model_cache_hit().create_alarm(
-            self, "CacheHitRatioLow", threshold=0.8, evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="Fewer than 80 % of requests find their model loaded: add instances or memory")
         scaling = endpoint.auto_scale_instance_count(min_capacity=1, max_capacity=4)
         scaling.scale_on_invocations(invocations_per_instance=40)
         scaling.scale_on_gpu_utilization(target_utilization_percent=65)
 
+        alarms = EndpointAlarms(self, "Alarms", endpoint=endpoint,
+                                topic=sns.Topic.from_topic_arn(self, "OnCall", ON_CALL_TOPIC_ARN),
+                                cache_hit_ratio_min=0.9, gpu_memory_utilization_percent=85)
+        dashboard = EndpointDashboard(self, "Dashboard", endpoint=endpoint, alarms=alarms)
+
         cdk.CfnOutput(self, "EndpointArn", value=endpoint.endpoint_arn)
         cdk.CfnOutput(self, "SamTargetModel", value=sam.target_model)
+        cdk.CfnOutput(self, "DashboardUrl", value=dashboard.dashboard_url)
 
     def _client(self, endpoint_name: str) -> lambda_.Function:
         """The team's client Lambda, with its own role and log group."""

@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 STACK = "PlatformInference"
+ON_CALL = "arn:aws:sns:eu-west-1:111122223333:platform-on-call"
+KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 pytestmark = pytest.mark.synth
 
 
@@ -36,6 +38,10 @@ def synthesized(tmp_path_factory) -> tuple[Path, dict]:
     # the undocumented instance type is a warning in the CLI's output, not a failure
     assert "ml.g6.xlarge is not in AWS's list of GPU instance types for multi-model endpoints" in proc.stdout + proc.stderr
     return outdir, json.loads((outdir / f"{STACK}.template.json").read_text())
+
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "stack"))
+from stack_helpers import dashboard_widgets, widget_metrics  # noqa: E402
 
 
 def resources(template: dict, type_: str) -> dict:
@@ -89,14 +95,53 @@ def test_client_lambda_may_invoke_only_this_endpoint(synthesized):
     assert invoke == [{"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id}}]
 
 
-def test_cache_hit_alarm_and_both_scaling_policies(synthesized):
+def test_alarms_watch_the_parameter_named_endpoint_and_page_the_teams_topic(synthesized):
     _, template = synthesized
-    _, alarm = only(template, "AWS::CloudWatch::Alarm")
-    props = alarm["Properties"]
-    assert (props["Namespace"], props["MetricName"], props["Statistic"], props["Unit"]) == (
-        "AWS/SageMaker", "ModelCacheHit", "Average", "None")
-    assert props["Dimensions"] == [{"Name": "EndpointName", "Value": {"Ref": "EndpointName"}},
+    alarms = {a["Properties"]["AlarmName"]["Fn::Join"][1][1]: a["Properties"]
+              for a in resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert set(alarms) == {"-5xx-error-rate", "-model-latency-p90", "-model-loading-wait-p90", "-cache-hit-ratio-low",
+                           "-gpu-memory-high", "-disk-high", "-instances-at-max"}
+    cache = alarms["-cache-hit-ratio-low"]
+    assert (cache["Namespace"], cache["MetricName"], cache["Statistic"], cache["Unit"], cache["Threshold"]) == (
+        "AWS/SageMaker", "ModelCacheHit", "Average", "None", 0.9)
+    assert cache["Dimensions"] == [{"Name": "EndpointName", "Value": {"Ref": "EndpointName"}},
                                    {"Name": "VariantName", "Value": "AllTraffic"}]
+    assert alarms["-gpu-memory-high"]["Threshold"] == 85  # ml.g6.xlarge: one GPU
+    assert alarms["-instances-at-max"]["Threshold"] == 4  # the autoscaling maximum
+    for props in alarms.values():
+        assert props["AlarmActions"] == [ON_CALL] and props["OKActions"] == [ON_CALL]
+        assert props["AlarmName"]["Fn::Join"][1][0] == {"Ref": "EndpointName"}
+
+
+def test_dashboard_plots_the_parameter_named_endpoint(synthesized):
+    _, template = synthesized
+    _, dashboard = only(template, "AWS::CloudWatch::Dashboard")
+    widgets = dashboard_widgets(dashboard)
+    lines = [m for w in widgets if w["type"] == "metric" for m in widget_metrics(w) if "name" in m]
+    assert len(lines) == 25  # every metric line of the ten graphs
+    assert all(m["dimensions"] == {"EndpointName": "<Ref:EndpointName>", "VariantName": "AllTraffic"} for m in lines)
+    (status,) = [w for w in widgets if w["type"] == "alarm"]
+    assert len(status["properties"]["alarms"]) == 7
+    instances = next(w for w in widgets if w["properties"].get("title") == "Instances in service")
+    assert [a["value"] for a in instances["properties"]["annotations"]["horizontal"]] == [4, 1]
+
+
+def test_log_groups_use_the_teams_key_and_the_parameter_name(synthesized):
+    _, template = synthesized
+    groups = {json.dumps(g["Properties"]["LogGroupName"]): g["Properties"]
+              for k, g in resources(template, "AWS::Logs::LogGroup").items() if not k.startswith("ClientLogs")}
+    assert json.dumps({"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", {"Ref": "EndpointName"}]]}) in groups
+    assert len(groups) == 3
+    for props in groups.values():
+        assert props["KmsKeyId"] == KEY_ARN and props["RetentionInDays"] == 90
+    (endpoint,) = resources(template, "AWS::SageMaker::Endpoint").values()
+    endpoint_group = next(k for k, g in resources(template, "AWS::Logs::LogGroup").items()
+                          if "Endpoints" in json.dumps(g["Properties"]["LogGroupName"]))
+    assert endpoint_group in endpoint["DependsOn"]
+
+
+def test_both_scaling_policies(synthesized):
+    _, template = synthesized
     endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint")
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["DependsOn"] == [endpoint_id]
@@ -112,7 +157,6 @@ def test_cache_hit_alarm_and_both_scaling_policies(synthesized):
 
 
 def test_every_acknowledgement_fires(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "stack"))
     from stack_helpers import (
         acknowledged,
         assert_every_acknowledgement_fires,

@@ -76,3 +76,54 @@ def resources(template: dict, type_: str) -> dict:
 
 def template_of(app, stack_name: str) -> dict:
     return json.loads((Path(app.outdir) / f"{stack_name}.template.json").read_text())
+
+
+# --- CloudWatch: dashboards and alarms as the template holds them ---------------------------
+
+
+def resolve_for_test(value) -> str:
+    """A ``Fn::Join`` / ``Ref`` / ``Fn::GetAtt`` value as text, references written ``<Ref:X>`` / ``<X.Attr>``."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        delimiter, parts = value["Fn::Join"]
+        return delimiter.join(resolve_for_test(p) for p in parts)
+    if "Ref" in value:
+        return f"<Ref:{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    raise AssertionError(f"unexpected intrinsic {value}")
+
+
+def dashboard_widgets(dashboard: dict) -> list[dict]:
+    """The widgets of an ``AWS::CloudWatch::Dashboard`` resource, its body parsed."""
+    return json.loads(resolve_for_test(dashboard["Properties"]["DashboardBody"]))["widgets"]
+
+
+def widget_metrics(widget: dict) -> list[dict]:
+    """Each metric line of a metric widget: ``namespace``, ``name``, ``dimensions``, ``stat``, ``period``,
+    ``id``, ``visible``, ``label``, ``y_axis``; expression lines have ``expression`` instead. CDK leaves
+    out ``stat`` when it is Average, the dashboards' default."""
+    lines = []
+    for entry in widget["properties"]["metrics"]:
+        options = entry[-1] if isinstance(entry[-1], dict) else {}
+        if "expression" in options:
+            lines.append({"expression": options["expression"], "label": options.get("label")})
+            continue
+        namespace, name, *dims = entry[:-1] if options else entry
+        lines.append({"namespace": namespace, "name": name, "dimensions": dict(zip(dims[::2], dims[1::2])),
+                      "stat": options.get("stat", "Average"), "period": options.get("period"), "id": options.get("id"),
+                      "visible": options.get("visible", True), "label": options.get("label"),
+                      "y_axis": options.get("yAxis", "left")})
+    return lines
+
+
+def alarm_metrics(alarm: dict) -> list[tuple[str, str, dict, str]]:
+    """(namespace, metric name, dimensions, statistic) of every metric an alarm reads."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        stat = props.get("Statistic") or props.get("ExtendedStatistic")
+        return [(props["Namespace"], props["MetricName"], {d["Name"]: d["Value"] for d in props["Dimensions"]}, stat)]
+    return [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"],
+             {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}, m["MetricStat"]["Stat"])
+            for m in props["Metrics"] if "MetricStat" in m]

@@ -180,7 +180,6 @@ def test_execution_role_is_least_privilege(default_stack):
         "s3:GetObject",
         "s3:ListBucket",
         "kms:Decrypt",
-        "logs:CreateLogGroup",
         "logs:DescribeLogStreams",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -199,6 +198,7 @@ def test_execution_role_is_least_privilege(default_stack):
     assert dec["Resource"]["Fn::GetAtt"][1] == "Arn"
     (pull,) = by_action["ecr:BatchGetImage"]
     assert "container-assets" in json.dumps(pull["Resource"])
+    assert "logs:CreateLogGroup" not in by_action  # the stack owns the log group; SageMaker never creates it
     (logs,) = by_action["logs:PutLogEvents"]
     assert f"log-group:/aws/sagemaker/Endpoints/{ENDPOINT}:log-stream:*" in json.dumps(logs["Resource"])
     # "*" only where the action has no resource-level form

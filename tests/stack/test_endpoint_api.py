@@ -53,7 +53,23 @@ def only(template: Template, type_: str) -> dict:
 
 def test_every_metric_helper_is_pinned():
     helpers = {n for n, _ in inspect.getmembers(MultiModelEndpointBase, inspect.isfunction) if n.startswith("metric_")}
-    assert helpers == set(DOCUMENTED)
+    assert helpers == set(DOCUMENTED) | {"metric_instance_count"}  # the one derived metric, tested below
+
+
+def test_instance_count_is_the_per_minute_sample_count_of_an_instance_metric():
+    stack = new_stack()
+    mme = endpoint(stack)
+    mme.metric_instance_count().create_alarm(stack, "Alarm", threshold=2, evaluation_periods=1)
+    metrics = only(Template.from_stack(stack), "AWS::CloudWatch::Alarm")["Properties"]["Metrics"]
+    expression = next(m for m in metrics if "Expression" in m)
+    (samples,) = [m for m in metrics if "MetricStat" in m]
+    assert expression["Expression"] == f"{samples['Id']} / (PERIOD({samples['Id']}) / 60)"
+    assert expression["ReturnData"] is True and samples["ReturnData"] is False
+    stat = samples["MetricStat"]
+    assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
+        EP, "CPUUtilization", "SampleCount", 60)
+    assert stat["Metric"]["Dimensions"] == [{"Name": "EndpointName", "Value": "e"},
+                                            {"Name": "VariantName", "Value": "AllTraffic"}]
 
 
 @pytest.mark.parametrize("helper", list(DOCUMENTED))

@@ -50,6 +50,20 @@ def test_values_from_cli_strings_are_parsed():
     assert s.gpu_utilization_target == 55.5
 
 
+def test_operations_keys_are_parsed_and_off_leaves_an_alarm_out():
+    s = parse(alarmTopicArn="arn:aws:sns:eu-west-1:111122223333:on-call", alarm5xxErrorRatePercent="2.5",
+              alarmGpuMemoryPercent="off", alarmInstancesAtMaxMinutes="45", logRetentionDays="90",
+              retainLogGroups="yes")
+    assert s.alarm_topic_arn == "arn:aws:sns:eu-west-1:111122223333:on-call"
+    assert dict(s.alarm_thresholds) == {"server_error_rate_percent": 2.5, "gpu_memory_utilization_percent": None,
+                                        "instances_at_max_for": 45}
+    assert (s.log_retention_days, s.retain_log_groups) == (90, True)
+    assert parse(alarmEmail='["a@example.com", "b@example.org"]').alarm_emails == ("a@example.com", "b@example.org")
+    defaults = parse()
+    assert (defaults.alarm_thresholds, defaults.alarm_emails, defaults.alarm_topic_arn) == ((), (), "")
+    assert (defaults.log_retention_days, defaults.retain_log_groups) == (365, False)
+
+
 @pytest.mark.parametrize(
     ("context", "key", "fragment"),
     [
@@ -101,6 +115,18 @@ def test_values_from_cli_strings_are_parsed():
         ({"vpcSubnetIds": ["vpc-123"], "vpcSecurityGroupIds": ["sg-0123456789abcdef0"]}, "vpcSubnetIds", "subnet-"),
         ({"networkIsolation": "maybe"}, "networkIsolation", "true or false"),
         ({"modelPrefix": "models/*"}, "modelPrefix", "plain S3 key prefix"),
+        ({"alarmTopicArn": "arn:aws:sqs:eu-west-1:111122223333:q"}, "alarmTopicArn", "not an SNS topic ARN"),
+        ({"alarmEmail": "oncall@example.com,nobody"}, "alarmEmail", "'nobody' is not an email address"),
+        ({"alarmEmail": "a@example.com", "alarmTopicArn": "arn:aws:sns:eu-west-1:111122223333:t"}, "alarmEmail",
+         "leave alarmTopicArn out"),
+        ({"alarm5xxErrorRatePercent": 0}, "alarm5xxErrorRatePercent", "(0, 100]"),
+        ({"alarmCacheHitRatioMin": 80}, "alarmCacheHitRatioMin", "(0, 1]"),
+        ({"alarmModelLatencyP90Ms": "fast"}, "alarmModelLatencyP90Ms", "expected a number"),
+        ({"alarmInstancesAtMaxMinutes": 2.5}, "alarmInstancesAtMaxMinutes", "whole number"),
+        ({"alarmInstancesAtMaxMinutes": 2000}, "alarmInstancesAtMaxMinutes", "<= 1440"),
+        ({"logRetentionDays": 10}, "logRetentionDays", "not a period CloudWatch Logs accepts"),
+        ({"retainLogGroups": "sometimes"}, "retainLogGroups", "true or false"),
+        ({"modelCacheEnabled": "2"}, "modelCacheEnabled", "true or false"),
     ],
 )
 def test_invalid_context_names_the_key(context, key, fragment):
