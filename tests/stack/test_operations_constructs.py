@@ -58,7 +58,7 @@ def image(stack):
     return ServingImage.from_asset(stack, "I", directory=REPO_ROOT / "container")
 
 
-def scaled_endpoint(stack, instance_type="ml.g5.12xlarge", max_capacity=3):
+def scaled_endpoint(stack, instance_type="ml.g5.4xlarge", max_capacity=3):
     mme = endpoint(stack, instance_type=instance_type)
     mme.auto_scale_instance_count(min_capacity=1, max_capacity=max_capacity)
     return mme
@@ -80,7 +80,7 @@ WIDGETS = {
         (SM, "ModelDownloadingTime", "Average", False), (SM, "ModelLoadingTime", "Average", False),
         (SM, "ModelUnloadingTime", "Average", False)},
     "Models loaded per instance": {(EP, "LoadedModelCount", "Average", True), (EP, "LoadedModelCount", "Maximum", True)},
-    "GPU utilization and GPU memory (% summed over 4 GPUs)": {
+    "GPU utilization and GPU memory (% of the instance's one GPU)": {
         (EP, "GPUUtilization", "Average", True), (EP, "GPUMemoryUtilization", "Average", True),
         (EP, "GPUMemoryUtilization", "Maximum", True)},
     "CPU, memory and disk (%)": {
@@ -130,12 +130,12 @@ def test_instance_widget_counts_instances_and_draws_the_autoscaling_bounds():
         ("autoscaling maximum", 5), ("autoscaling minimum", 1)}
 
 
-def test_gpu_axis_is_labelled_with_the_gpus_it_is_summed_over():
+def test_gpu_axis_is_a_percentage_of_the_one_gpu():
     stack = new_stack()
-    EndpointDashboard(stack, "Dash", endpoint=endpoint(stack, instance_type="ml.g5.48xlarge"))
+    EndpointDashboard(stack, "Dash", endpoint=endpoint(stack, instance_type="ml.g4dn.16xlarge"))
     (widget,) = [w for title, w in metric_widgets(template(stack)).items() if title.startswith("GPU")]
-    assert widget["properties"]["title"].endswith("(% summed over 8 GPUs)")
-    assert widget["properties"]["yAxis"]["left"] == {"label": "% summed over 8 GPUs", "min": 0, "max": 800,
+    assert widget["properties"]["title"].endswith("(% of the instance's one GPU)")
+    assert widget["properties"]["yAxis"]["left"] == {"label": "% of the GPU", "min": 0, "max": 100,
                                                      "showUnits": False}
 
 
@@ -143,7 +143,7 @@ def test_dashboard_of_an_imported_endpoint_with_a_token_name_and_its_alarm_state
     stack = new_stack()
     name = cdk.CfnParameter(stack, "EndpointName", type="String")
     imported = MultiModelEndpoint.from_endpoint_name(stack, "Imp", name.value_as_string)
-    alarms = EndpointAlarms(stack, "Alarms", endpoint=imported, gpu_memory_utilization_percent=None)
+    alarms = EndpointAlarms(stack, "Alarms", endpoint=imported)
     EndpointDashboard(stack, "Dash", endpoint=imported, alarms=alarms)
     t = template(stack)
     _, dashboard = only(t, "AWS::CloudWatch::Dashboard")
@@ -155,8 +155,8 @@ def test_dashboard_of_an_imported_endpoint_with_a_token_name_and_its_alarm_state
         for line in (m for m in widget_metrics(widget) if "name" in m):
             assert line["dimensions"] == {"EndpointName": "<Ref:EndpointName>", "VariantName": "AllTraffic"}
     gpu = next(w for title, w in metric_widgets(t).items() if title.startswith("GPU"))
-    assert gpu["properties"]["title"] == "GPU utilization and GPU memory (% summed over the instance's GPUs)"
-    assert "max" not in gpu["properties"]["yAxis"]["left"]
+    assert gpu["properties"]["title"] == "GPU utilization and GPU memory (% of the instance's one GPU)"
+    assert gpu["properties"]["yAxis"]["left"]["max"] == 100
 
 
 def test_dashboard_url_follows_the_partition_and_region():
@@ -192,7 +192,7 @@ ALARMS = {
     "ModelLoadingWaitP90": (SM, "ModelLoadingWaitTime", "p90", 300, 20_000_000, "GreaterThanThreshold",
                             "notBreaching", 3, 3),
     "CacheHitRatioLow": (SM, "ModelCacheHit", "Average", 300, 0.8, "LessThanThreshold", "notBreaching", 3, 3),
-    "GpuMemoryHigh": (EP, "GPUMemoryUtilization", "Maximum", 300, 360, "GreaterThanThreshold", "ignore", 3, 3),
+    "GpuMemoryHigh": (EP, "GPUMemoryUtilization", "Maximum", 300, 90, "GreaterThanThreshold", "ignore", 3, 3),
     "DiskHigh": (EP, "DiskUtilization", "Maximum", 300, 80, "GreaterThanThreshold", "ignore", 3, 3),
     "InstancesAtMax": (EP, "CPUUtilization", "SampleCount", 60, 3, "GreaterThanOrEqualToThreshold", "notBreaching",
                        30, 30),
@@ -271,15 +271,12 @@ def test_actions_can_be_added_to_every_alarm():
                for a in found.values())
 
 
-def test_imported_endpoint_needs_its_instance_type_for_the_gpu_memory_alarm():
+def test_imported_endpoint_of_unknown_instance_type_gets_every_alarm():
     stack = new_stack()
     unknown = MultiModelEndpoint.from_endpoint_name(stack, "Unknown", "shared-mme")
-    with pytest.raises(ValueError, match="gpu_memory_utilization_percent: the endpoint's instance type is unknown"):
-        EndpointAlarms(stack, "Alarms", endpoint=unknown)
-    known = MultiModelEndpoint.from_endpoint_name(stack, "Known", "shared-mme", instance_type="ml.g6.12xlarge")
-    EndpointAlarms(stack, "Alarms2", endpoint=known, max_instance_count=6)
+    EndpointAlarms(stack, "Alarms", endpoint=unknown, max_instance_count=6)
     found = alarms_by_id(template(stack))
-    assert found["GpuMemoryHigh"]["Properties"]["Threshold"] == 360  # 90 % x 4 GPUs
+    assert found["GpuMemoryHigh"]["Properties"]["Threshold"] == 90  # % of the one GPU, whatever the type
     assert alarm_metrics(found["InstancesAtMax"])[0][2] == {"EndpointName": "shared-mme", "VariantName": "AllTraffic"}
 
 

@@ -104,7 +104,7 @@ def test_context_sets_topic_thresholds_retention_and_retain(synth_stack):
     _, _, t = synth_stack(alarmTopicArn=TOPIC_ARN, alarm5xxErrorRatePercent="1", alarmModelLatencyP90Ms=3000,
                           alarmGpuMemoryPercent="off", alarmCacheHitRatioMin=0.9, alarmInstancesAtMaxMinutes="10",
                           alarmDiskPercent=70, logRetentionDays="30", retainLogGroups="true",
-                          instanceType="ml.g5.12xlarge", maxInstanceCount=3, modelCacheEnabled="false")
+                          instanceType="ml.g4dn.xlarge", maxInstanceCount=3, modelCacheEnabled="false")
     assert not of_type(t, "AWS::SNS::Topic")
     (model,) = of_type(t, "AWS::SageMaker::Model").values()
     assert model["Properties"]["PrimaryContainer"]["MultiModelConfig"] == {"ModelCacheSetting": "Disabled"}
@@ -119,7 +119,8 @@ def test_context_sets_topic_thresholds_retention_and_retain(synth_stack):
         assert group["Properties"]["RetentionInDays"] == 30 and group["DeletionPolicy"] == "Retain"
     (dashboard,) = of_type(t, "AWS::CloudWatch::Dashboard").values()
     gpu = next(w for w in dashboard_widgets(dashboard) if w["properties"].get("title", "").startswith("GPU"))
-    assert gpu["properties"]["title"].endswith("(% summed over 4 GPUs)")
+    assert gpu["properties"]["title"].endswith("(% of the instance's one GPU)")
+    assert "on ml.g4dn.xlarge" in dashboard_widgets(dashboard)[0]["properties"]["markdown"]
 
 
 def test_alarm_emails_subscribe_to_the_new_topic(synth_stack):
