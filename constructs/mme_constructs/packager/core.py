@@ -9,8 +9,9 @@
    ``local`` weights, the listed objects (path, size, ETag or sha256), since those can change
    under the same name. Transport details (mirror URL, token secret, KMS key) are left out.
 2. **Versioned key** ``<prefix><name>-<first 16 hex of the input digest>.tar.gz`` (the
-   ``TargetModel``). If that key already exists with the same input digest in its metadata and
-   a ``sha256`` tag, nothing is downloaded or uploaded: same inputs -> skip.
+   ``TargetModel``). If that key already holds an archive this packager wrote from the same
+   inputs (its upload metadata, its key, its ``sha256`` tag, and bytes that still hash to it:
+   :meth:`S3Destination.existing`), nothing is downloaded or uploaded: same inputs -> skip.
 3. **One streaming pass** otherwise: weights are read (digests verified while streaming) into
    a deterministic tar, through gzip, into an S3 multipart upload (or a local file). The
    archive bytes' sha256 and size are computed on the way and reported after (``Sha256``,
@@ -66,6 +67,7 @@ CONFIG_FILE = "model-config.yaml"
 MANIFEST_PATH = "MAR-INF/MANIFEST.json"
 WEIGHTS_DIR = "weights"
 CONTENT_TYPE = "application/gzip"
+READ_CHUNK = 8 << 20
 
 
 def key_prefix(prefix: str) -> str:
@@ -136,13 +138,20 @@ class PackageResult:
 # destinations
 # ---------------------------------------------------------------------------------------------
 class S3Destination:
-    """Archives under ``s3://bucket/prefix``; object metadata + a tag make repeats skippable."""
+    """Archives under ``s3://bucket/prefix``; object metadata + a tag make repeats skippable.
 
-    def __init__(self, s3, bucket: str, prefix: str = "models/", kms_key_id: str | None = None) -> None:
+    ``clean_stale_uploads``: before a build, abort uploads of the same key that a crashed run left
+    (needs ``s3:ListBucketMultipartUploads`` on the bucket; the Lambda does not have it and
+    leaves them to the bucket's lifecycle rule).
+    """
+
+    def __init__(self, s3, bucket: str, prefix: str = "models/", kms_key_id: str | None = None, *,
+                 clean_stale_uploads: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = key_prefix(prefix)
         self.kms_key_id = kms_key_id
+        self.clean_stale_uploads = clean_stale_uploads
 
     def key_for(self, target_model: str) -> str:  # noqa: D102
         return self.prefix + target_model
@@ -150,28 +159,63 @@ class S3Destination:
     def location(self, key: str) -> str:  # noqa: D102
         return f"s3://{self.bucket}/{key}"
 
-    def existing(self, key: str, input_digest: str) -> tuple[str, int] | None:
-        """(sha256, size) of an archive already at ``key`` built from the same inputs, else None."""
+    def existing(self, key: str, metadata: Mapping[str, str], budget: Budget = UNLIMITED) -> tuple[str, int] | None:
+        """(sha256, size) of the archive at ``key`` when this packager wrote it from the same inputs, else None.
+
+        Written by it means: the object's metadata, fixed when it was uploaded, is the packager's own
+        (``metadata``: format, model name, input digest); it is encrypted with ``kms_key_id`` when one
+        is given; its tags record the sha256 the packager computed while writing it; and its bytes
+        still hash to that sha256 (the object is read once; cheaper than a rebuild, and it makes the
+        reported ``Sha256`` a fact about what the endpoint will load). Tags alone are never trusted.
+        """
         try:
             listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1).get("Contents", [])
             if not listed or listed[0]["Key"] != key:
                 return None
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
-            if head.get("Metadata", {}).get("input-digest") != input_digest:
-                log.warning("%s exists but was built from other inputs; rebuilding it", self.location(key))
-                return None
             tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=key).get("TagSet", [])
         except Exception as err:  # noqa: BLE001
             raise UploadError(f"cannot check {self.location(key)}: {s3_error(err)}") from None
-        sha = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
-        if not sha:
-            log.warning("%s has no sha256 tag (an interrupted run?); rebuilding it", self.location(key))
+        recorded = {t["Key"]: t["Value"] for t in tags}
+        why = self._not_ours(head, recorded, metadata)
+        if why:
+            log.warning("%s exists but %s; rebuilding it", self.location(key), why)
             return None
-        return sha, int(head["ContentLength"])
+        size = int(head["ContentLength"])
+        if self._content_sha256(key, budget) != recorded["sha256"]:
+            log.warning("%s exists but its bytes do not hash to its recorded sha256; rebuilding it", self.location(key))
+            return None
+        return recorded["sha256"], size
+
+    def _not_ours(self, head: dict, tags: dict[str, str], metadata: Mapping[str, str]) -> str | None:
+        """Why the object is not an archive this packager wrote from these inputs (None when it is)."""
+        stored = head.get("Metadata", {})
+        different = sorted(k for k, v in metadata.items() if stored.get(k) != v)
+        if different:
+            return f"was not written by this packager from these inputs (metadata {', '.join(different)})"
+        if self.kms_key_id and not (head.get("ServerSideEncryption") == "aws:kms"
+                                    and _same_key(head.get("SSEKMSKeyId"), self.kms_key_id)):
+            return f"is not encrypted with {self.kms_key_id}"
+        if not tags.get("sha256") or tags.get("input-digest") != metadata.get("input-digest"):
+            return "has no sha256 tag of this packager (an interrupted run?)"
+        return None
+
+    def _content_sha256(self, key: str, budget: Budget) -> str:
+        digest = hashlib.sha256()
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(READ_CHUNK):
+                budget.check(f"checking {self.location(key)}")
+                digest.update(chunk)
+        except PackagingError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise UploadError(f"cannot read {self.location(key)} to check it: {s3_error(err)}") from None
+        return digest.hexdigest()
 
     def prepare(self, key: str) -> None:
-        """Abort orphaned uploads of ``key`` left by crashed runs."""
-        if abort_stale_uploads(self.s3, self.bucket, key):
+        """Abort orphaned uploads of ``key`` left by crashed runs (``clean_stale_uploads``)."""
+        if self.clean_stale_uploads and abort_stale_uploads(self.s3, self.bucket, key):
             log.info("aborted stale multipart uploads of %s", self.location(key))
 
     def writer(self, key: str, metadata: dict[str, str], options: PackageOptions) -> MultipartUploadWriter:  # noqa: D102
@@ -212,7 +256,7 @@ class LocalDestination:
     def location(self, key: str) -> str:  # noqa: D102
         return str(self.directory / key)
 
-    def existing(self, key: str, input_digest: str) -> tuple[str, int] | None:
+    def existing(self, key: str, metadata: Mapping[str, str], budget: Budget = UNLIMITED) -> tuple[str, int] | None:
         """The file's own sha256 and size when it exists (its name carries the input digest)."""
         path = self.directory / key
         if not path.is_file():
@@ -248,6 +292,18 @@ class Plan:
     spec: WeightsSpec
     s3_listing: list[dict] | None = None
     local_listing: list[dict] | None = None
+
+
+def archive_metadata(the_plan: Plan) -> dict[str, str]:
+    """The S3 object metadata the packager writes with an archive (fixed at upload; only a new upload
+    changes it) and checks before it trusts an existing one."""
+    return {"input-digest": the_plan.input_digest, "packager-format": PACKAGER_FORMAT,
+            "model-name": the_plan.model_name}
+
+
+def _same_key(stored: str | None, wanted: str) -> bool:
+    """Whether S3's ``SSEKMSKeyId`` (a key ARN) is the key named ``wanted`` (an ARN or a key id)."""
+    return bool(stored) and (stored == wanted or stored.endswith(f":key/{wanted}"))
 
 
 def compute_input_digest(model_name: str, sources: SourceTree, weights_identity: dict, gzip_level: int) -> str:
@@ -315,7 +371,7 @@ def package(model_name: str, sources: SourceTree | Sequence[str | Path], spec: W
     key = destination.key_for(the_plan.target_model)
     location = destination.location(key)
     if not options.force:
-        found = destination.existing(key, the_plan.input_digest)
+        found = destination.existing(key, archive_metadata(the_plan), options.budget)
         if found:
             sha, size = found
             log.info("%s already exists for these inputs (sha256 %s, %d bytes): skipped", location, sha, size)
@@ -354,9 +410,7 @@ def _build(the_plan: Plan, weights: list[WeightFile], destination, key: str,
     total: int | None = sum(len(p) for _, k, p in members if k == "bytes")  # type: ignore[arg-type]
     for wf in weights:
         total = None if total is None or wf.size is None else total + wf.size
-    metadata = {"input-digest": the_plan.input_digest, "packager-format": PACKAGER_FORMAT,
-                "model-name": the_plan.model_name}
-    writer = destination.writer(key, metadata, options)
+    writer = destination.writer(key, archive_metadata(the_plan), options)
     started = time.monotonic()
     done = 0
     last_report = 0.0

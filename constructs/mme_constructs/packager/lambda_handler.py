@@ -18,8 +18,8 @@ Resource properties (strings, as CloudFormation sends them):
 
 Semantics:
 
-* **Create**: build ``<prefix><name>-<digest16>.tar.gz`` (skipped when it already exists for the
-  same inputs); ``PhysicalResourceId`` = ``s3://bucket/key``; ``Data``: ``TargetModel``,
+* **Create**: build ``<prefix><name>-<digest16>.tar.gz`` (skipped when the packager already wrote
+  it from the same inputs and its bytes still match: ``S3Destination.existing``); ``PhysicalResourceId`` = ``s3://bucket/key``; ``Data``: ``TargetModel``,
   ``Sha256``, ``SizeBytes``, ``Key``, ``S3Uri``, ``InputDigest``, ``Skipped``.
 * **Update**: the same; changed inputs give a new key, hence a new physical id, and CloudFormation
   later sends a Delete for the old one. Unchanged inputs keep the key (no re-upload).
@@ -46,7 +46,7 @@ from .core import PackageOptions, S3Destination, key_prefix, package, target_mod
 from .errors import SourceError, SpecError, describe, s3_error
 from .sources import Budget, RetryPolicy, SourceTree, secret_token_provider
 from .specs import parse_spec
-from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE, abort_stale_uploads
+from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
 log = logging.getLogger("mme_packager")
 # INFO from the packager's own loggers reaches the Lambda runtime's root handler (CloudWatch);
@@ -154,7 +154,9 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
     )
     token_provider = secret_token_provider(secrets_factory(), spec.token_secret_arn) if spec.token_secret_arn else None
     sources = _sources(s3, event)
-    destination = S3Destination(s3, props["Bucket"], props["Prefix"], props["KmsKeyId"])
+    # No stale-upload cleanup here: it needs s3:ListBucketMultipartUploads on the whole bucket, which the
+    # packager's role does not get; the bucket's lifecycle rule aborts what a crashed run leaves.
+    destination = S3Destination(s3, props["Bucket"], props["Prefix"], props["KmsKeyId"], clean_stale_uploads=False)
     result = package(props["ModelName"], sources, spec, destination, options=options, s3=s3,
                      token_provider=token_provider)
     data = result.cfn_data()
@@ -198,7 +200,6 @@ def _delete(event: dict) -> dict:
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as err:  # noqa: BLE001
         raise SourceError(f"cannot delete {physical}: {s3_error(err)}") from None
-    abort_stale_uploads(s3, bucket, key)
     log.info("deleted %s", physical)
     return {"PhysicalResourceId": physical}
 
