@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """CDK entry point: reads and validates context, builds the image-editing stack, runs cdk-nag.
 
+cdk-nag runs five packs on every synth (AwsSolutions, NIST 800-53 R5, HIPAA Security, PCI DSS
+3.2.1, Serverless): any finding that is not acknowledged with its reason stops synthesis.
 Invalid context stops synth with one line naming the key (exit code 2).
 """
 
@@ -10,14 +12,13 @@ import os
 import sys
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
-
+from mme_constructs import nag_packs
 from stacks.image_editing_stack import ImageEditingStack
 from stacks.settings import SettingsError, settings_from_context
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
-    """Create the app with the stack and the AwsSolutions checks (synth fails on findings)."""
+    """Create the app with the stack and the five cdk-nag packs (synth fails on findings)."""
     app = app or cdk.App()
     settings = settings_from_context(app.node.try_get_context)
     stack_name = app.node.try_get_context("stackName") or "ImageEditingMme"
@@ -31,7 +32,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         env=env,
         description="GPU SageMaker multi-model endpoint (TorchServe) for SAM, LaMa and SD2 inpainting",
     )
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     return app
 
 

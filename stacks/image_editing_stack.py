@@ -48,16 +48,22 @@ class ImageEditingStack(Stack):
     Every log group of the stack (the endpoint's ``/aws/sagemaker/Endpoints/<name>``, the
     packager's and the Provider framework's) is created here with ``logRetentionDays``, encrypted
     with the model bucket's key, and removed on destroy unless ``retainLogGroups``.
+
+    Only the packager (and the principals of ``archiveWriterArns``) may change archives under the
+    model prefix (bucket policy); ``vpcSubnetIds`` / ``vpcSecurityGroupIds`` place the endpoint,
+    the packager and its Provider framework in those subnets. Output ``ModelKeyArn`` too.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
-        self.model_bucket = ModelBucket(self, "ModelBucket", model_prefix=settings.model_prefix)
+        self.model_bucket = ModelBucket(self, "ModelBucket", model_prefix=settings.model_prefix,
+                                        archive_writers=settings.archive_writer_arns)
         key = self.model_bucket.encryption_key
         log_props = dict(log_retention=RETENTION[settings.log_retention_days], log_encryption_key=key,
                          log_removal_policy=RemovalPolicy.RETAIN if settings.retain_log_groups else RemovalPolicy.DESTROY)
+        network = self._imported_network(settings)
         self.serving_image = ServingImage.from_asset(
             self, "ServingImage", directory=REPO_ROOT / "container", base_image=settings.base_image or None)
         self.endpoint = MultiModelEndpoint(
@@ -70,14 +76,15 @@ class ImageEditingStack(Stack):
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
             model_cache_enabled=settings.model_cache_enabled,
-            **self._imported_network(settings),
+            **network,
             **log_props,
         )
         self.autoscaling = self._autoscaling(settings)
 
         # One packaging custom resource per enabled model: it streams the model source and
-        # its weights into <prefix><name>-<digest>.tar.gz, the endpoint's TargetModel.
-        ModelArtifactProvider.of(self, model_store=self.model_bucket.model_store, **log_props)
+        # its weights into <prefix><name>-<digest>.tar.gz, the endpoint's TargetModel. The
+        # packager is the bucket's archive writer (with archiveWriterArns), in the VPC if given.
+        ModelArtifactProvider.of(self, model_store=self.model_bucket.model_store, **network, **log_props)
         self.model_artifacts: dict[str, ModelArtifact] = {
             name: ModelArtifact.from_model_sources(
                 self,
@@ -134,6 +141,8 @@ class ImageEditingStack(Stack):
                   description="Bucket holding the model archives")
         CfnOutput(self, "ModelPrefix", value=self.model_bucket.model_prefix,
                   description="Key prefix of the archives (the endpoint's ModelDataUrl)")
+        CfnOutput(self, "ModelKeyArn", value=self.model_bucket.encryption_key.key_arn,
+                  description="KMS key of the archives: uploads under the prefix must name it (mme package --kms-key-id)")
         CfnOutput(self, "ServingBaseImage", value=self.serving_image.base_image,
                   description="SageMaker PyTorch DLC the serving image is built on (docker login to its registry)")
         for name, artifact in self.model_artifacts.items():

@@ -20,6 +20,7 @@ from mme_constructs.instance_types import (
     name_error,
     resolve_instance_type,
 )
+from mme_constructs.model_store import archive_writer_arn_error
 
 #: The models this app knows how to package and serve (folders in model_sources/).
 KNOWN_MODELS = ("sam", "lama", "sd")
@@ -62,6 +63,8 @@ class Settings:
     alarm_thresholds: tuple[tuple[str, float | None], ...] = ()
     log_retention_days: int = 365
     retain_log_groups: bool = False
+    #: principals besides the packager that may write archives under the model prefix
+    archive_writer_arns: tuple[str, ...] = ()
 
     @property
     def gpu_instance_type(self) -> GpuInstanceType:
@@ -97,6 +100,7 @@ CONTEXT_KEYS = {
     "alarmEmail": "alarm_emails",
     "logRetentionDays": "log_retention_days",
     "retainLogGroups": "retain_log_groups",
+    "archiveWriterArns": "archive_writer_arns",
 }
 
 #: alarm context key -> (EndpointAlarms prop, unit, lowest, highest); the value "off" leaves the
@@ -309,6 +313,12 @@ def _network_values(given: dict[str, Any]) -> dict[str, Any]:
             values[CONTEXT_KEYS[key]] = ids
     if "networkIsolation" in given:
         values["network_isolation"] = _bool("networkIsolation", given["networkIsolation"])
+    if "archiveWriterArns" in given:
+        arns = _list("archiveWriterArns", given["archiveWriterArns"])
+        errors = [e for e in map(archive_writer_arn_error, arns) if e]
+        if errors:
+            raise SettingsError(f"context archiveWriterArns: {errors[0]}")
+        values["archive_writer_arns"] = arns
     return values
 
 

@@ -1,4 +1,13 @@
-"""Acknowledge reviewed cdk-nag wildcard findings exactly as they fire, whatever the resources are.
+"""cdk-nag for the constructs: the five packs a security review runs, and acknowledgements of the
+findings the constructs cause, each by its exact rule id on the narrowest construct.
+
+``nag_packs`` are the validation plugins (cdk-nag 3: ``Validations.of(app).add_plugins(...)``).
+``acknowledge`` records a reviewed finding by its rule id as cdk-nag 3.0.2 matches it: the bare id
+(``NIST.800.53.R5-LambdaDLQ``), not the ``<pack>::<id>`` form CDK's report suggests, which
+cdk-nag 3.0.2 does not strip and so never matches.
+
+Wildcard findings (``AwsSolutions-IAM5``) are acknowledged exactly as they fire, whatever the
+resources are:
 
 A wildcard finding names the resource as cdk-nag prints it: ``AwsSolutions-IAM5[Resource::<X>]``,
 where ``<X>`` depends on where the resource comes from (``<Bucket1234.Arn>/models/*`` for a bucket
@@ -27,6 +36,31 @@ from aws_cdk import aws_iam as iam
 from constructs import IConstruct, IValidation
 
 WILDCARD_RULE = "AwsSolutions-IAM5"
+#: The rule-id prefix (and validation report plugin name) of each pack ``nag_packs`` returns.
+NAG_PACKS = ("AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321", "Serverless")
+
+
+def nag_packs(scope: IConstruct, *, write_suppressions_to_cloud_formation: bool = True) -> list:
+    """The five cdk-nag 3 packs as validation plugins for ``scope`` (an App or Stage):
+    ``Validations.of(app).add_plugins(*nag_packs(app))``. Any unacknowledged finding of any of
+    them fails synthesis. With ``write_suppressions_to_cloud_formation`` each resource's
+    acknowledgements are also written to its template metadata (``cdk_nag.rules_to_suppress``)."""
+    from cdk_nag import (  # noqa: PLC0415 - cdk-nag loads its own jsii assembly: only when asked
+        AwsSolutionsChecks,
+        HIPAASecurityChecks,
+        NIST80053R5Checks,
+        PCIDSS321Checks,
+        ServerlessChecks,
+    )
+
+    return [AwsSolutionsChecks(scope, write_suppressions_to_cloud_formation=write_suppressions_to_cloud_formation),
+            NIST80053R5Checks(scope), HIPAASecurityChecks(scope), PCIDSS321Checks(scope), ServerlessChecks(scope)]
+
+
+def acknowledge(scope: IConstruct, reason: str, *rule_ids: str) -> None:
+    """Acknowledge each of ``rule_ids`` (exact ids such as ``HIPAA.Security-LambdaDLQ``) on ``scope``,
+    the narrowest construct that holds the finding's resource, with the reviewed ``reason``."""
+    Validations.of(scope).acknowledge(*[Acknowledgment(id=rule_id, reason=reason) for rule_id in rule_ids])
 
 
 def flatten_reference(value: Any) -> str:

@@ -12,6 +12,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from mme_constructs._nag import acknowledge
+
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -27,7 +29,10 @@ class AlarmTopic(Construct):
     * TLS only (``enforce_ssl``: the topic policy denies requests without ``aws:SecureTransport``).
     * The topic policy allows ``cloudwatch.amazonaws.com`` to ``sns:Publish`` only for alarms of
       this account and region (``aws:SourceArn``).
-    * ``emails``: each gets an email subscription (the recipient confirms it once).
+    * ``emails``: each gets an email subscription (the recipient confirms it once). cdk-nag's
+      Serverless pack asks for a redrive policy (dead-letter queue) on each; that finding is
+      acknowledged on the subscription: SNS retries email delivery itself, and the alarm's state
+      stays in CloudWatch whether or not a message arrives.
 
     Props: ``encryption_key`` (required), ``topic_name`` (required, a literal or a token that
     does not refer to the topic: the key policy names the topic's ARN, and the topic refers to
@@ -68,4 +73,9 @@ class AlarmTopic(Construct):
         ))
         self.topic_arn = self.topic.topic_arn
         for email in emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            subscription = self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            acknowledge(subscription, (
+                "An email subscription of an alarm topic: SNS retries email delivery by its own policy, and "
+                "the alarm's state and history stay in CloudWatch whether or not a message arrives; a "
+                "dead-letter queue would hold notifications nobody reads."),
+                "Serverless-SNSRedrivePolicy")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jsii
 from aws_cdk import (
+    Aws,
     CfnResource,
     CustomResource,
     Duration,
@@ -31,6 +32,7 @@ from aws_cdk import (
     RemovalPolicy,
     Stack,
 )
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -40,7 +42,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs._nag import acknowledge, acknowledge_wildcards
+from mme_constructs._network import network_errors, resolve_network
 from mme_constructs.log_groups import default_log_key, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.packager import PACKAGER_FORMAT
@@ -65,6 +68,11 @@ PACKAGER_TIMEOUT = Duration.minutes(14)
 """Under the Provider framework's own 15-minute function timeout, so the framework always
 outlives the packager and reports its result; the packager stops itself earlier still
 (remaining time minus a safety margin)."""
+FRAMEWORK_MEMORY_MB = 128
+"""The Provider framework only relays one event to the packager and its answer to CloudFormation:
+the Lambda minimum (and CDK's default) is plenty; set explicitly, as a reviewed choice."""
+VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+"""The AWS managed policy Lambda documents for a function's network interfaces in a VPC."""
 SERVICE_TIMEOUT = Duration.minutes(20)
 """CloudFormation's wait for a response (default one hour): a lost response fails the
 resource after 20 minutes (framework 15 min + margin) instead of hanging the stack."""
@@ -74,39 +82,59 @@ class ModelArtifactProvider(Construct):
     """The packager Lambda + the Provider framework, shared by every ``ModelArtifact`` of a stack.
 
     Get it with :meth:`of` (found or created at the stack's root, id ``ModelArtifactProvider``).
-    IAM is least privilege and grows with each model (:meth:`grant_model`):
+    IAM is least privilege, one customer-managed policy per role, and grows with each model
+    (:meth:`grant_model`):
 
     * its log group only (``logs:CreateLogStream``, ``logs:PutLogEvents``);
     * ``s3:GetObject`` on each model's source asset objects (exact keys, not the asset bucket);
     * object actions on ``<bucket>/<prefix><name>-*.tar.gz`` for each model name: PutObject
-      (incl. multipart upload parts), GetObject (HEAD), DeleteObject, AbortMultipartUpload,
-      ListMultipartUploadParts, Put/GetObjectTagging (``ModelStore.write_statements``);
-    * ``s3:ListBucket`` on the bucket only for those keys (``s3:prefix`` condition),
-      ``s3:ListBucketMultipartUploads`` on the bucket (to clean up orphaned uploads);
-    * ``kms:GenerateDataKey`` + ``kms:Decrypt`` on the store's key, if it has one (SSE-KMS uploads);
+      (incl. multipart upload parts), GetObject (HEAD, and the digest check before a skip),
+      DeleteObject, AbortMultipartUpload, ListMultipartUploadParts, Put/GetObjectTagging
+      (``ModelStore.write_statements``), and ``s3:ListBucket`` only for those keys
+      (``s3:prefix`` condition). Nothing on the whole bucket: uploads a crashed run leaves are
+      removed by the bucket's lifecycle rule (``ModelBucket``: after one day);
+    * ``kms:GenerateDataKey`` + ``kms:Decrypt`` on the store's key, if it has one, only through
+      S3 for that bucket (``kms:ViaService``, ``kms:EncryptionContext:aws:s3:arn``);
     * ``secretsmanager:GetSecretValue`` on a spec's token secret, read access to a spec's staged
-      S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``), only when a spec names them.
+      S3 weights (and ``kms:Decrypt`` on their ``kms_key_arn``, through S3), only when a spec names them.
 
-    Props: ``model_store`` (required); for both functions' log groups ``/mme/<unique
-    name>/packager`` and ``.../framework``: ``log_retention`` (default one year),
-    ``log_encryption_key`` (default the store's key when it is a key of this stack, whose policy
-    then lets CloudWatch Logs use it for these two log groups only; none for an imported key
-    unless given) and ``log_removal_policy`` (default ``DESTROY``: a retained group with its fixed
-    name blocks the next deploy of the same stack). The functions write only to them (no
-    ``logs:CreateLogGroup``).
+    The packager's role is the store's archive writer (:meth:`ModelStore.add_archive_writer`):
+    the bucket policy lets it, and no other principal but the store's ``archive_writers``, change
+    archives. When the store's bucket belongs to another stack, the role gets a fixed name
+    (``<unique name>-packager-<region>``) so that policy can name it without a reference back.
+
+    The Provider framework's role may invoke the packager (any version) and write its own log
+    group; CDK's own statements for it are replaced by that managed policy.
+
+    Props: ``model_store`` (required); ``vpc`` + ``vpc_subnets`` + ``security_groups`` (as for
+    :class:`MultiModelEndpoint`; default none): both functions run in those subnets, with the
+    AWS managed policy ``AWSLambdaVPCAccessExecutionRole`` for their network interfaces. The
+    subnets then need a route to S3 (a gateway endpoint: archives, sources and CloudFormation's
+    response URL), to the Lambda API (the framework invokes the packager: NAT or an interface
+    endpoint), to Secrets Manager for a token secret, and a NAT for Hugging Face or URL weights
+    (or stage the weights in S3). For both functions' log groups ``/mme/<unique name>/packager``
+    and ``.../framework``: ``log_retention`` (default one year), ``log_encryption_key`` (default the
+    store's key when it is a key of this stack, whose policy then lets CloudWatch Logs use it for
+    these two log groups only; none for an imported key unless given) and ``log_removal_policy``
+    (default ``DESTROY``: a retained group with its fixed name blocks the next deploy of the same
+    stack). The functions write only to them (no ``logs:CreateLogGroup``).
+
+    Reviewed cdk-nag findings, acknowledged on each function: no dead-letter queue, no reserved
+    concurrency, no X-Ray tracing, and, without a VPC, not in a VPC (see docs/security.md).
 
     Attributes: ``function`` (the packager), ``role``, ``policy``, ``provider``,
     ``service_token``, ``model_store``, ``model_prefix``, ``log_group``, ``framework_log_group``,
-    ``framework_role``.
+    ``framework_role``, ``framework_policy``, ``framework_function``, ``security_groups``,
+    ``connections`` (VPC only).
     """
 
     CONSTRUCT_ID = "ModelArtifactProvider"
 
     @classmethod
     def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelArtifactProvider":
-        """The stack's provider, created on first use (with ``props``: ``log_retention``,
-        ``log_encryption_key``, ``log_removal_policy``; giving props once it exists is an error);
-        every caller must name the same model store."""
+        """The stack's provider, created on first use (with ``props``: ``vpc``, ``vpc_subnets``,
+        ``security_groups``, ``log_retention``, ``log_encryption_key``, ``log_removal_policy``;
+        giving props once it exists is an error); every caller must name the same model store."""
         stack = Stack.of(scope)
         existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
         if existing is None:
@@ -122,27 +150,50 @@ class ModelArtifactProvider(Construct):
         return existing
 
     def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore,
+                 vpc: ec2.IVpc | None = None, vpc_subnets: ec2.SubnetSelection | None = None,
+                 security_groups: Sequence[ec2.ISecurityGroup] | None = None,
                  log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
                  log_encryption_key: kms.IKey | None = None,
                  log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY) -> None:
+        errors = network_errors(vpc, vpc_subnets, security_groups)
+        if errors:
+            raise ValueError(f"ModelArtifactProvider {construct_id}: " + "; ".join(errors))
         super().__init__(scope, construct_id)
         self.model_store = model_store
         self.model_prefix = model_store.model_prefix
         self._models: set[str] = set()
+        self.security_groups, subnet_ids = resolve_network(
+            self, vpc=vpc, vpc_subnets=vpc_subnets, security_groups=security_groups,
+            description="Model packager and its Provider framework: reach S3, Lambda and weight sources, accept nothing")
 
         log_prefix = f"/mme/{Names.unique_resource_name(self, max_length=200, separator='-')}"
         log_props = dict(retention=log_retention, removal_policy=log_removal_policy,
                          encryption_key=log_encryption_key or default_log_key(self, model_store.encryption_key))
         self.log_group = owned_log_group(self, "PackagerLogs", log_group_name=f"{log_prefix}/packager", **log_props)
+        self.framework_log_group = owned_log_group(self, "FrameworkLogs", log_group_name=f"{log_prefix}/framework",
+                                                   **log_props)
+        self._packager()
+        self._framework()
+        for function, role in ((self.function.node.default_child, self.role),
+                               (self.framework_function.node.default_child, self.framework_role)):
+            _place_in_network(function, role, self.security_groups, subnet_ids)
+            _acknowledge_function_findings(function, in_vpc=bool(subnet_ids))
+
+    def _packager(self) -> None:
+        """The packager's role (the store's archive writer), its managed policy and the function."""
+        bucket_stack = Stack.of(self.model_store.bucket)
+        named = bucket_stack is not Stack.of(self)
+        role_name = f"{Names.unique_resource_name(self, max_length=40, separator='-')}-packager-{Aws.REGION}"
         self.role = iam.Role(self, "PackagerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             role_name=role_name if named else None,
                              description="Model packager: builds TorchServe archives under the model prefix")
-        self.policy = iam.Policy(self, "PackagerPolicy", roles=[self.role], statements=[
+        self.model_store.add_archive_writer(
+            bucket_stack.format_arn(service="iam", region="", resource="role", resource_name=role_name)
+            if named else self.role)
+        self.policy = iam.ManagedPolicy(self, "PackagerPolicy", roles=[self.role], statements=[
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[self.log_group.log_group_arn]),
-            iam.PolicyStatement(sid="CleanUpOrphanedUploads", actions=["s3:ListBucketMultipartUploads"],
-                                resources=[model_store.bucket.bucket_arn]),
-        ])
-
+        ], description="Model packager: its own logs, its models' sources and weights, its models' archives")
         self.function = lambda_.Function(
             self,
             "Packager",
@@ -159,36 +210,47 @@ class ModelArtifactProvider(Construct):
             environment={"MME_PACKAGER_PART_SIZE_MIB": str(DEFAULT_PART_SIZE >> 20),
                          "MME_PACKAGER_MAX_IN_FLIGHT": str(DEFAULT_MAX_IN_FLIGHT)},
         )
+        # The function waits for its policy (IAM is eventually consistent and the first invocation
+        # follows at once); the role itself is ordered by the function's Role attribute.
         self.function.node.add_dependency(self.policy)
+        _omit_role_from_depends_on(self.function, self.role)
 
-        framework_logs = owned_log_group(self, "FrameworkLogs", log_group_name=f"{log_prefix}/framework",
-                                         **log_props)
-        self.framework_log_group = framework_logs
+    def _framework(self) -> None:
+        """The Provider framework with a role whose only policy is ours: CDK's own grants to the
+        framework role (invoke and get the packager) go to a view of the role that takes none."""
         self.framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                        description="Custom resource provider framework of the model packager")
-        framework_policy = iam.Policy(self, "FrameworkPolicy", roles=[self.framework_role], statements=[
+        packager = self.function.function_arn
+        self.framework_policy = iam.ManagedPolicy(self.framework_role, "Policy", roles=[self.framework_role], statements=[
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[framework_logs.log_group_arn]),
-        ])
+                                resources=[self.framework_log_group.log_group_arn]),
+            iam.PolicyStatement(sid="InvokePackager", actions=["lambda:InvokeFunction"],
+                                resources=[packager, f"{packager}:*"]),
+            iam.PolicyStatement(sid="GetPackager", actions=["lambda:GetFunction"], resources=[packager]),
+        ], description="Provider framework of the model packager: invoke the packager, write its own logs")
         self.provider = cr.Provider(self, "Provider", on_event_handler=self.function,
-                                    framework_on_event_role=self.framework_role, log_group=framework_logs)
-        framework_fn = self.provider.node.find_child("framework-onEvent")
-        framework_fn.node.add_dependency(framework_policy)
-        # The functions wait for their policies (IAM is eventually consistent and the first
-        # invocation follows at once): the explicit dependencies above, and the framework role's
-        # DefaultPolicy through CDK's own dependency of a function on its role.
-        for fn in (self.function, framework_fn):
-            _omit_role_from_depends_on(fn)
-
+                                    framework_on_event_role=self.framework_role.without_policy_updates(),
+                                    log_group=self.framework_log_group)
+        self.framework_function = self.provider.node.find_child("framework-onEvent")
+        self.framework_function.node.default_child.memory_size = FRAMEWORK_MEMORY_MB
+        self.framework_function.node.add_dependency(self.framework_policy)
+        _omit_role_from_depends_on(self.framework_function, self.framework_role)
         acknowledge_wildcards(self.framework_role, {
-            f"{self.function.function_arn}:*": "Added by the CDK Provider framework (grantInvoke): it may invoke "
-            "any version or alias of the one packager function it fronts, and nothing else.",
+            f"{packager}:*": "The CDK Provider framework invokes the packager by a qualified ARN: it may invoke any "
+            "version or alias of the one packager function it fronts, and nothing else.",
         })
 
     @property
     def service_token(self) -> str:
         """The Provider framework's function ARN: the ``ServiceToken`` of each ``ModelArtifact``."""
         return self.provider.service_token
+
+    @property
+    def connections(self) -> ec2.Connections:
+        """The functions' security groups (only for a provider placed in a VPC)."""
+        if not self.security_groups:
+            raise ValueError(f"{self.node.path}: connections exist only for a provider placed in a VPC")
+        return ec2.Connections(security_groups=self.security_groups)
 
     def grant_model(self, model_name: str, sources: Sequence[s3_assets.Asset], spec: WeightsSpec) -> None:
         """Let the packager read ``sources`` and the spec's inputs, and write ``model_name``'s archives."""
@@ -202,8 +264,7 @@ class ModelArtifactProvider(Construct):
             *self.model_store.write_statements(archives),
             *self._spec_statements(model_name, spec),
         ]
-        for statement in statements:
-            self.policy.add_statements(statement)
+        self.policy.add_statements(*statements)
         self.model_store.acknowledge_write_wildcard(self.policy, archives)
 
     def _spec_statements(self, model_name: str, spec: WeightsSpec) -> list[iam.PolicyStatement]:
@@ -227,8 +288,50 @@ class ModelArtifactProvider(Construct):
         else:
             statements.append(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged.arn_for_objects(spec.s3_key)]))
         if spec.kms_key_arn:
-            statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[spec.kms_key_arn]))
+            stack = Stack.of(self)
+            statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[spec.kms_key_arn], conditions={
+                "StringEquals": {"kms:ViaService": f"s3.{stack.region}.{stack.url_suffix}"},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [staged.bucket_arn,
+                                                                     staged.arn_for_objects(f"{spec.s3_key}*")]}}))
         return statements
+
+
+def _place_in_network(function: lambda_.CfnFunction, role: iam.Role, security_groups: list[ec2.ISecurityGroup],
+                      subnet_ids: list[str]) -> None:
+    """Put ``function`` into ``subnet_ids`` (if any) with the AWS managed policy Lambda documents for it."""
+    if not subnet_ids:
+        return
+    function.vpc_config = lambda_.CfnFunction.VpcConfigProperty(
+        subnet_ids=subnet_ids, security_group_ids=[g.security_group_id for g in security_groups])
+    role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(VPC_ACCESS_POLICY))
+    acknowledge(role, (
+        "The AWS managed policy Lambda documents for functions in a VPC: create, describe and delete the "
+        "function's network interfaces in the deployer's subnets. AWS keeps it in step with what Lambda needs."),
+        f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]")
+
+
+def _acknowledge_function_findings(function: lambda_.CfnFunction, *, in_vpc: bool) -> None:
+    """The reviewed findings of the packager and the framework function (see docs/security.md)."""
+    acknowledge(function, (
+        "Invoked once per ModelArtifact change during a deployment, and every failure is reported to "
+        "CloudFormation as a FAILED reason that rolls the stack back; a dead-letter queue would hold events "
+        "nobody replays (the framework invokes the packager synchronously, where a DLQ does not apply)."),
+        "NIST.800.53.R5-LambdaDLQ", "HIPAA.Security-LambdaDLQ", "Serverless-LambdaDLQ")
+    acknowledge(function, (
+        "Runs only while CloudFormation deploys the stack, at most one invocation per model; reserving "
+        "concurrency would take it from the account's unreserved pool and fails the deployment in accounts "
+        "whose concurrency quota is at the minimum."),
+        "NIST.800.53.R5-LambdaConcurrency", "HIPAA.Security-LambdaConcurrency")
+    acknowledge(function, (
+        "One streaming run per model and deployment; its progress, throughput and every failure go to its own "
+        "encrypted log group. X-Ray would add a Resource::* permission to the role for no further insight."),
+        "Serverless-LambdaTracing")
+    if not in_vpc:
+        acknowledge(function, (
+            "No VPC was given (vpcSubnetIds): the function reaches S3, the Lambda API and the weight sources "
+            "(Hugging Face, URLs) through Lambda's managed network and accepts no inbound connection. Give "
+            "subnets to place it in a VPC (docs/security.md lists the endpoints it then needs)."),
+            "NIST.800.53.R5-LambdaInsideVPC", "HIPAA.Security-LambdaInsideVPC", "PCI.DSS.321-LambdaInsideVPC")
 
 
 class ModelArtifact(Construct):
@@ -354,18 +457,18 @@ def _check_artifact_props(model_name: str, source_dirs: Sequence[str | Path],
     return spec
 
 
-def _omit_role_from_depends_on(function: lambda_.Function) -> None:
-    """Keep every ``DependsOn`` CDK gives ``function`` except its role's own ``AWS::IAM::Role``.
+def _omit_role_from_depends_on(function: lambda_.Function, role: iam.Role) -> None:
+    """Keep every ``DependsOn`` CDK gives ``function`` except ``role``'s own ``AWS::IAM::Role``.
 
-    ``lambda.Function`` makes its resource depend on the whole role construct: the role's
-    policies (wanted, see above) and the ``CfnRole`` itself, which the function's
-    ``Role: Fn::GetAtt`` already orders (cfn-lint W3005). Construct dependencies become
+    ``lambda.Function`` makes its resource depend on the whole role construct (or on the role a
+    ``without_policy_updates()`` view wraps): the role's policies (wanted, see above) and the
+    ``CfnRole`` itself, which the function's ``Role: Fn::GetAtt`` already orders (cfn-lint W3005). Construct dependencies become
     CloudFormation ones only at synthesis and cannot be removed before, so the list is produced
     then, from CDK's own list: a dependency added later by anyone is kept.
     """
     cfn = function.node.default_child
     cfn.add_override("DependsOn", Lazy.uncached_list(
-        _DependsOnWithout(cfn, function.role.node.default_child), omit_empty=True))
+        _DependsOnWithout(cfn, role.node.default_child), omit_empty=True))
 
 
 @jsii.implements(IListProducer)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mme_constructs._cfn import normalize_prefix
+from mme_constructs._nag import acknowledge
 from mme_constructs.model_store import ModelStore
+
+_REPLICATION_RULES = ("NIST.800.53.R5-S3BucketReplicationEnabled", "HIPAA.Security-S3BucketReplicationEnabled",
+                      "PCI.DSS.321-S3BucketReplicationEnabled")
 
 
 class ModelBucket(Construct):
@@ -16,20 +23,28 @@ class ModelBucket(Construct):
 
     * SSE-KMS with a customer-managed key (rotation on) and S3 bucket keys (fewer KMS
       calls when SageMaker loads many archives).
-    * A bucket policy that denies any request not made over TLS 1.2+.
+    * A bucket policy that denies any request not made over TLS 1.2+, and (from its
+      ``model_store``) any change under the model prefix by a principal that is not an archive
+      writer, and any upload there not encrypted with the key.
     * Block Public Access on, object ownership enforced (no ACLs).
     * Versioning, so an overwritten archive can be recovered; noncurrent versions
       expire after ``noncurrent_version_expiration``.
     * Incomplete multipart uploads (the packager streams archives in parts) are
       aborted after ``abort_incomplete_multipart_upload_after``.
-    * Server access logs go to a separate bucket (SSE-S3: S3 log delivery cannot
-      write SSE-KMS objects), itself TLS-only and private, expiring logs after
-      ``access_log_retention``.
+    * Server access logs go to a separate bucket (SSE-S3, written by the S3 log delivery
+      service), itself TLS-only, private and versioned, expiring logs after
+      ``access_log_retention`` and overwritten or deleted log versions after
+      ``noncurrent_version_expiration``.
 
     Props: ``model_prefix`` (default ``models/``), ``encryption_key`` (default a new key with
-    rotation; an imported ``kms.IKey`` works), ``noncurrent_version_expiration`` (default 30 days),
-    ``abort_incomplete_multipart_upload_after`` (default 1 day), ``access_log_retention``
-    (default 365 days), ``removal_policy`` (default ``RETAIN``, for the key and both buckets).
+    rotation; an imported ``kms.IKey`` works), ``archive_writers`` (principals besides the
+    stack's packager that may write archives, see :class:`ModelStore`; default none),
+    ``noncurrent_version_expiration`` (default 30 days), ``abort_incomplete_multipart_upload_after``
+    (default 1 day), ``access_log_retention`` (default 365 days), ``removal_policy`` (default
+    ``RETAIN``, for the key and both buckets).
+
+    Reviewed cdk-nag findings (acknowledged on each bucket): replication (NIST 800-53 R5, HIPAA,
+    PCI DSS) on both buckets, and SSE-KMS default encryption on the access-log bucket.
 
     Attributes: ``model_store`` (the :class:`ModelStore` to hand to the endpoint and the
     artifacts), ``bucket``, ``encryption_key``, ``access_log_bucket``, ``model_prefix`` (always
@@ -43,6 +58,7 @@ class ModelBucket(Construct):
         *,
         model_prefix: str = "models/",
         encryption_key: kms.IKey | None = None,
+        archive_writers: Sequence[iam.IPrincipal | iam.IGrantable | str] = (),
         noncurrent_version_expiration: Duration = Duration.days(30),
         abort_incomplete_multipart_upload_after: Duration = Duration.days(1),
         access_log_retention: Duration = Duration.days(365),
@@ -70,11 +86,12 @@ class ModelBucket(Construct):
             minimum_tls_version=1.2,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=False,
+            versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
                     expiration=access_log_retention,
+                    noncurrent_version_expiration=noncurrent_version_expiration,
                     abort_incomplete_multipart_upload_after=abort_incomplete_multipart_upload_after,
                 )
             ],
@@ -82,6 +99,17 @@ class ModelBucket(Construct):
         )
         # No AwsSolutions-S1 finding to acknowledge: cdk-nag treats a bucket that receives another
         # bucket's access logs as compliant (logging the log bucket would loop).
+        acknowledge(self.access_log_bucket, (
+            "Server access log objects are written by the S3 log delivery service; the bucket uses SSE-S3 so that "
+            "no KMS key policy has to let that service principal use a key. The logs hold request metadata (who "
+            "read or wrote which key), no model data; access is TLS-only and private."),
+            "NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS",
+            "PCI.DSS.321-S3DefaultEncryptionKMS")
+        acknowledge(self.access_log_bucket, (
+            "Server access logs are an operational aid kept for access_log_retention, versioned against "
+            "deletion; the durable audit trail is the account's CloudTrail (S3 data events) delivered to its "
+            "log archive. Replicating needs a bucket in another region or account that the deployer owns."),
+            *_REPLICATION_RULES)
 
         self.bucket = s3.Bucket(
             self,
@@ -108,7 +136,13 @@ class ModelBucket(Construct):
             ],
             removal_policy=removal_policy,
         )
-        self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key)
+        acknowledge(self.bucket, (
+            "The archives are derived data: the packager rebuilds each one from the model sources and the "
+            "digest-pinned weights on any deploy, in any region, so a replica adds no recovery the stack lacks. "
+            "Versioning keeps overwritten or deleted archives for noncurrent_version_expiration."),
+            *_REPLICATION_RULES)
+        self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key,
+                                      archive_writers=archive_writers)
 
     @property
     def model_prefix(self) -> str:

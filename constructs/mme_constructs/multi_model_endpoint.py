@@ -14,7 +14,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct, IConstruct
 
-from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs._nag import acknowledge, acknowledge_wildcards
+from mme_constructs._network import network_errors, resolve_network
 from mme_constructs.endpoint_metrics import (
     INSTANCE_NAMESPACE,
     INVOCATION_NAMESPACE,
@@ -210,16 +211,22 @@ class MultiModelEndpoint(MultiModelEndpointBase):
       after a destroy makes the next deploy of the same endpoint name fail until it is deleted.
 
     The role may only read the model prefix (``s3:GetObject``, ``s3:ListBucket`` on that
-    prefix, ``kms:Decrypt`` with the store's key), pull the one image repository (plus
-    ``ecr:GetAuthorizationToken``, which has no resource-level form), write streams of its own log
-    group ``/aws/sagemaker/Endpoints/<endpoint name>`` (not create log groups) and put metrics into
-    the ``/aws/sagemaker/Endpoints`` namespace only.
+    prefix, ``kms:Decrypt`` with the store's key through S3 for that bucket), pull the one image
+    repository (plus ``ecr:GetAuthorizationToken``, which has no resource-level form), write streams
+    of its own log group ``/aws/sagemaker/Endpoints/<endpoint name>`` (not create log groups) and
+    put metrics into the ``/aws/sagemaker/Endpoints`` namespace only. A role the construct creates
+    gets these as one customer-managed policy (``execution_policy``); a given role gets them
+    through ``add_to_principal_policy``.
+
+    cdk-nag: the endpoint config of an instance type with NVMe instance storage cannot carry
+    ``KmsKeyId``; that finding of the NIST 800-53 R5, HIPAA and PCI DSS packs is acknowledged on
+    ``cfn_endpoint_config`` with that reason (and only then).
 
     Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``instance_type``,
     ``gpu_instance_type``, ``initial_instance_count``, ``role``, ``grant_principal``,
     ``model_store``, ``image``, ``model_data_url``, ``security_groups``, ``connections`` (VPC
-    only), ``volume_kms_key_set``, ``log_group``, ``cfn_model``, ``cfn_endpoint_config``,
-    ``cfn_endpoint``.
+    only), ``volume_kms_key_set``, ``log_group``, ``execution_policy`` (``None`` for a given
+    role), ``cfn_model``, ``cfn_endpoint_config``, ``cfn_endpoint``.
     """
 
     def __init__(
@@ -270,13 +277,23 @@ class MultiModelEndpoint(MultiModelEndpointBase):
             self, "Logs", log_group_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}", retention=log_retention,
             encryption_key=log_encryption_key or default_log_key(self, model_store.encryption_key),
             removal_policy=log_removal_policy)
-        self.security_groups, subnet_ids = self._network(vpc, vpc_subnets, security_groups)
+        self.security_groups, subnet_ids = resolve_network(
+            self, vpc=vpc, vpc_subnets=vpc_subnets, security_groups=security_groups,
+            description="SageMaker multi-model endpoint: reaches S3, ECR and logs, accepts nothing")
         self.cfn_model = self._create_model(network_isolation, subnet_ids, environment, model_cache_enabled)
         key = volume_encryption_key or model_store.encryption_key
         self.volume_kms_key_set = key is not None and not self.gpu_instance_type.instance_storage
         self.cfn_endpoint_config = self._create_endpoint_config(
             key if self.volume_kms_key_set else None,
             container_startup_health_check_timeout, model_data_download_timeout)
+        if key is not None and not self.volume_kms_key_set:
+            acknowledge(self.cfn_endpoint_config, (
+                f"{self.instance_type} has local NVMe instance storage, which the instance encrypts with a hardware "
+                "module; SageMaker rejects KmsKeyId on endpoint configs of instance types with instance storage, so "
+                "the key is set only for types without it."),
+                "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured",
+                "HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
+                "PCI.DSS.321-SageMakerEndpointConfigurationKMSKeyConfigured")
         self.cfn_endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.cfn_endpoint_config.attr_endpoint_config_name)
@@ -287,10 +304,19 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     # --- construction steps --------------------------------------------------------------
 
     def _grant_execution_permissions(self) -> None:
-        """Model prefix (read), image (pull), own log streams, own metric namespace; all on the role."""
-        for statement in [*self.model_store.read_statements(), *self._log_statements(), self._metric_statement()]:
-            self.role.add_to_principal_policy(statement)
-        self.image.grant_pull(self.role)
+        """Model prefix (read), image (pull), own log streams, own metric namespace: one managed policy
+        on a role the app owns, the role's own policy otherwise."""
+        statements = [*self.model_store.read_statements(), *self._log_statements(), self._metric_statement()]
+        self.execution_policy: iam.ManagedPolicy | None = None
+        if isinstance(self.role, iam.Role):
+            self.execution_policy = iam.ManagedPolicy(
+                self.role, "Policy", roles=[self.role], statements=[*statements, *self.image.pull_statements()],
+                description="Execution role policy of a SageMaker multi-model endpoint: read its model archives, "
+                            "pull its image, write its own logs and metrics")
+        else:
+            for statement in statements:
+                self.role.add_to_principal_policy(statement)
+            self.image.grant_pull(self.role)
         self.model_store.acknowledge_read_wildcard(self.role)
         acknowledge_wildcards(self.role, {
             self._log_group_arn(":log-stream:*"): "SageMaker names one log stream per instance and model at run "
@@ -317,18 +343,6 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         return iam.PolicyStatement(sid="PutEndpointMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                    conditions={"StringEquals": {"cloudwatch:namespace": INSTANCE_NAMESPACE}})
 
-    def _network(self, vpc: ec2.IVpc | None, vpc_subnets: ec2.SubnetSelection | None,
-                 security_groups: Sequence[ec2.ISecurityGroup] | None) -> tuple[list[ec2.ISecurityGroup], list[str]]:
-        if vpc is not None:
-            subnet_ids = vpc.select_subnets(**_selection_kwargs(vpc_subnets)).subnet_ids
-            groups = list(security_groups or [ec2.SecurityGroup(
-                self, "SecurityGroup", vpc=vpc, allow_all_outbound=True,
-                description="SageMaker multi-model endpoint: reaches S3, ECR and logs, accepts nothing")])
-            return groups, subnet_ids
-        if vpc_subnets is not None:
-            return list(security_groups or []), [s.subnet_id for s in vpc_subnets.subnets or []]
-        return [], []
-
     def _create_model(self, network_isolation: bool, subnet_ids: list[str],
                       environment: Mapping[str, str] | None, model_cache_enabled: bool) -> sagemaker.CfnModel:
         vpc_config = None
@@ -352,7 +366,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         # SageMaker checks the role's access (S3, ECR) when it creates the model: its policies must
         # exist first. The role itself is ordered by ExecutionRoleArn already.
         for policy in self.role.node.find_all():
-            if isinstance(policy, iam.Policy):
+            if isinstance(policy, (iam.Policy, iam.ManagedPolicy)):
                 model.node.add_dependency(policy)
         return model
 
@@ -396,7 +410,10 @@ class MultiModelEndpoint(MultiModelEndpointBase):
 
     def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
         """Add a statement to the execution role's policy (no-op for an immutable imported role)."""
-        self.role.add_to_principal_policy(statement)
+        if self.execution_policy is not None:
+            self.execution_policy.add_statements(statement)
+        else:
+            self.role.add_to_principal_policy(statement)
 
     def _scaling_errors(self, min_capacity: int, max_capacity: int) -> list[str]:
         initial = self.initial_instance_count
@@ -447,7 +464,8 @@ class _ImportedEndpoint(MultiModelEndpointBase):
 
 def _check_props(scope: Construct, construct_id: str, **props) -> None:
     """Every invalid prop of a MultiModelEndpoint, named, in one ``ValueError``."""
-    errors = [*_name_errors(props), *_capacity_errors(props), *_network_errors(props), *_timeout_errors(props)]
+    errors = [*_name_errors(props), *_capacity_errors(props), *_timeout_errors(props),
+              *network_errors(props["vpc"], props["vpc_subnets"], props["security_groups"])]
     gpu, error = _instance_type_error(props["instance_type"])
     if error:
         errors.append(error)
@@ -499,17 +517,6 @@ def _capacity_errors(props: dict) -> list[str]:
     return []
 
 
-def _network_errors(props: dict) -> list[str]:
-    vpc, subnets, groups = props["vpc"], props["vpc_subnets"], props["security_groups"]
-    if vpc is not None:
-        return []
-    if subnets is None and groups:
-        return ["security_groups: give vpc (or vpc_subnets with explicit subnets) too"]
-    if subnets is not None and not (subnets.subnets and groups):
-        return ["vpc_subnets: without vpc, give explicit subnets (SubnetSelection(subnets=[...])) and security_groups"]
-    return []
-
-
 def _timeout_errors(props: dict) -> list[str]:
     low, high = _TIMEOUT_RANGE_S
     errors = []
@@ -518,10 +525,3 @@ def _timeout_errors(props: dict) -> list[str]:
         if not low <= seconds <= high:
             errors.append(f"{key} must be between {low} s and {high} s, got {seconds:g} s")
     return errors
-
-
-def _selection_kwargs(selection: ec2.SubnetSelection | None) -> dict:
-    if selection is None:
-        return {}
-    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
-    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

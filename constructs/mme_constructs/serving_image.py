@@ -77,6 +77,17 @@ class ServingImage(Construct):
         """Let ``grantee`` pull this image: its repository only, plus the account-wide auth token."""
         return self.repository.grant_pull(grantee)
 
+    def pull_statements(self) -> list[iam.PolicyStatement]:
+        """What :meth:`grant_pull` allows, as statements for a policy of one's own: the actions of
+        aws-cdk-lib's ``Repository.grantPull`` on this repository, and ``ecr:GetAuthorizationToken``
+        (which has no resource-level form)."""
+        return [
+            iam.PolicyStatement(sid="PullServingImage", resources=[self.repository.repository_arn],
+                                actions=["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
+                                         "ecr:BatchGetImage"]),
+            iam.PolicyStatement(sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        ]
+
 
 class _AssetImage(ServingImage):
     def __init__(self, scope: Construct, construct_id: str, *, directory: Path, base_image: str | None,

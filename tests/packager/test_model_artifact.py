@@ -78,14 +78,16 @@ def test_one_shared_provider_and_lambda_settings(synthesized):
     assert "EphemeralStorage" not in packager  # default 512 MB: the packager streams
     framework = functions[logical(template, "ModelArtifactProviderframeworkonEvent")]["Properties"]
     assert framework["Timeout"] == 900 > packager["Timeout"]
-    # Each function waits for its role's policies; the role itself is ordered by the Role GetAtt
-    # (listing it in DependsOn too is cfn-lint W3005).
+    assert framework["MemorySize"] == 128  # set explicitly: the framework only relays one event
+    # Each function waits for its role's one managed policy; the role itself is ordered by the Role
+    # GetAtt (listing it in DependsOn too is cfn-lint W3005). No inline policy, no AWS managed policy.
     assert functions[logical(template, "ModelArtifactProviderPackager")]["DependsOn"] == [
         logical(template, "ModelArtifactProviderPackagerPolicy")]
     assert functions[logical(template, "ModelArtifactProviderframeworkonEvent")]["DependsOn"] == [
-        logical(template, "ModelArtifactProviderFrameworkPolicy"),
-        logical(template, "ModelArtifactProviderFrameworkRoleDefaultPolicy")]
+        logical(template, "ModelArtifactProviderFrameworkRolePolicy")]
+    assert not resources(template, "AWS::IAM::Policy")
     assert not [r for r in resources(template, "AWS::IAM::Role").values() if r["Properties"].get("ManagedPolicyArns")]
+    assert "VpcConfig" not in packager and "VpcConfig" not in framework
 
     artifacts = resources(template, "Custom::ModelArtifact")
     assert len(artifacts) == 3
@@ -114,7 +116,7 @@ def test_source_assets_leave_out_caches_and_the_spec(synthesized):
 
 
 def _statements(template, policy_prefix):
-    policy = resources(template, "AWS::IAM::Policy")[logical(template, policy_prefix)]
+    policy = resources(template, "AWS::IAM::ManagedPolicy")[logical(template, policy_prefix)]
     return policy["Properties"]["PolicyDocument"]["Statement"]
 
 
@@ -148,20 +150,26 @@ def test_packager_iam_is_least_privilege(synthesized):
     list_bucket = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert {tuple(st["Condition"]["StringLike"]["s3:prefix"]) for st in list_bucket} == {
         ("models/sam-*.tar.gz",), ("models/sd-*.tar.gz",), ("models/lama-*.tar.gz",), ("lama/*",)}
-    assert by_action["s3:ListBucketMultipartUploads"] == [{"Fn::GetAtt": [bucket, "Arn"]}]
     assert by_action["kms:GenerateDataKey"] == by_action["kms:Decrypt"] == [{"Fn::GetAtt": [logical(template, "Key"), "Arn"]}]
+    (kms,) = [st for st in statements if "kms:GenerateDataKey" in _as_list(st["Action"])]
+    assert kms["Condition"]["StringEquals"] == {"kms:ViaService": {"Fn::Join": ["", [
+        "s3.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]}}
+    assert kms["Condition"]["StringLike"] == {"kms:EncryptionContext:aws:s3:arn": [
+        {"Fn::GetAtt": [bucket, "Arn"]}, {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/models/*"]]}]}
     assert by_action["secretsmanager:GetSecretValue"] == [SECRET]
     assert by_action["logs:PutLogEvents"] == [{"Fn::GetAtt": [logical(template, "ModelArtifactProviderPackagerLogs"), "Arn"]}]
     assert set(by_action) == {
         "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
-        "s3:PutObjectTagging", "s3:GetObjectTagging", "s3:ListBucket", "s3:ListBucketMultipartUploads",
+        "s3:PutObjectTagging", "s3:GetObjectTagging", "s3:ListBucket",
         "kms:GenerateDataKey", "kms:Decrypt", "secretsmanager:GetSecretValue", "logs:CreateLogStream",
         "logs:PutLogEvents"}
 
-    framework = _statements(template, "ModelArtifactProviderFrameworkRoleDefaultPolicy") + \
-        _statements(template, "ModelArtifactProviderFrameworkPolicy")
+    framework = _statements(template, "ModelArtifactProviderFrameworkRolePolicy")
     assert {a for st in framework for a in _as_list(st["Action"])} == {
         "lambda:InvokeFunction", "lambda:GetFunction", "logs:CreateLogStream", "logs:PutLogEvents"}
+    packager = {"Fn::GetAtt": [logical(template, "ModelArtifactProviderPackager"), "Arn"]}
+    (invoke,) = [st for st in framework if st["Action"] == "lambda:InvokeFunction"]
+    assert invoke["Resource"] == [packager, {"Fn::Join": ["", [packager, ":*"]]}]
 
 
 def test_nag_clean_with_specific_acknowledgements(synthesized):
@@ -173,7 +181,7 @@ def test_nag_clean_with_specific_acknowledgements(synthesized):
     fn = logical(template, "ModelArtifactProviderPackager")
     policy = logical(template, "ModelArtifactProviderPackagerPolicy")
     role = logical(template, "ModelArtifactProviderFrameworkRole")
-    default_policy = logical(template, "ModelArtifactProviderFrameworkRoleDefaultPolicy")
+    default_policy = logical(template, "ModelArtifactProviderFrameworkRolePolicy")
     expected_ids = {f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/models/{m}-*.tar.gz]" for m in ("sam", "sd", "lama")}
     expected_ids.add("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::staged-weights/lama/*]")
     assert {i for k, i in acks if k == policy} == expected_ids

@@ -7,8 +7,10 @@ is a CloudFormation parameter. The team runs on ml.g6.xlarge, a single-GPU type 
 for GPU multi-model endpoints yet, so it states the type's facts (synth warns about it). It grants a
 client Lambda the right to invoke the endpoint, scales on invocations and on GPU utilization,
 alarms to the team's on-call topic and gets a dashboard; the endpoint's and the packager's log
-groups use the team's key. It runs with CDK's default feature flags (no context of this
-repository) and the AwsSolutions checks.
+groups use the team's key. The shared bucket belongs to the storage team: its policy cannot be
+changed from here, so the statements that keep archive writes to the packager are a stack output
+the storage team adds to the bucket's policy (and the construct's warning about it is acknowledged).
+It runs with CDK's default feature flags (no context of this repository) and the AwsSolutions checks.
 
     cd tests/platform_app && npx cdk synth      # or: python3 platform_app.py
 """
@@ -30,6 +32,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from mme_constructs import (
+    UNENFORCED_WARNING,
     EndpointAlarms,
     EndpointDashboard,
     GpuInstanceType,
@@ -82,6 +85,7 @@ class InferenceStack(cdk.Stack):
                                  log_retention=logs.RetentionDays.THREE_MONTHS)
         sam = ModelArtifact.from_model_sources(self, "Sam", model_sources_dir=MODEL_SOURCES, model_name="sam",
                                                model_store=store)
+        self._archive_write_policy(store)
 
         client = self._client(endpoint.endpoint_name)
         endpoint.grant_invoke(client)
@@ -98,6 +102,15 @@ class InferenceStack(cdk.Stack):
         cdk.CfnOutput(self, "EndpointArn", value=endpoint.endpoint_arn)
         cdk.CfnOutput(self, "SamTargetModel", value=sam.target_model)
         cdk.CfnOutput(self, "DashboardUrl", value=dashboard.dashboard_url)
+
+    def _archive_write_policy(self, store: ModelStore) -> None:
+        """What the storage team adds to the shared bucket's policy: only this packager may change
+        archives under image-editing/, and only with the team's key."""
+        cdk.CfnOutput(self, "ArchiveWritePolicyStatements", description="Add to the policy of platform-shared-models",
+                      value=self.to_json_string(store.archive_write_policy_document().to_json()["Statement"]))
+        cdk.Annotations.of(store.bucket).acknowledge_warning(
+            UNENFORCED_WARNING, "The storage team's stack adds the ArchiveWritePolicyStatements output to the "
+            "shared bucket's policy on each release of this stack.")
 
     def _client(self, endpoint_name: str) -> lambda_.Function:
         """The team's client Lambda, with its own role and log group."""

@@ -12,19 +12,42 @@ ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
 
 
 def synth_with_nag(build: Callable, outdir: Path, *, context: dict | None = None, add_checks: bool = True):
-    """``build(app)`` fills a fresh app; synthesize it with the AwsSolutions checks (raises on findings).
+    """``build(app)`` fills a fresh app; synthesize it with the five cdk-nag packs (raises on findings).
 
     ``add_checks=False`` for a ``build`` that registers the checks itself (``app.build_app``).
     """
     import aws_cdk as cdk
-    from cdk_nag import AwsSolutionsChecks
+
+    from mme_constructs import nag_packs
 
     app = cdk.App(outdir=str(outdir), context=context)
     build(app)
     if add_checks:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+        cdk.Validations.of(app).add_plugins(*nag_packs(app))
     app.synth()
     return app
+
+
+def synth_report(build: Callable, outdir: Path, *, context: dict | None = None,
+                 add_checks: bool = True) -> tuple[object, set[tuple[str, str]]]:
+    """Synthesize ``build`` with the five packs; ``(app, unacknowledged findings)`` instead of raising.
+    The app keeps every acknowledgement made, including those of the validation step.
+    ``add_checks=False`` for a ``build`` that registers the checks itself."""
+    import aws_cdk as cdk
+
+    from mme_constructs import nag_packs
+
+    app = cdk.App(outdir=str(outdir), context=context)
+    build(app)
+    if add_checks:
+        cdk.Validations.of(app).add_plugins(*nag_packs(app))
+    try:
+        app.synth()
+    except RuntimeError as err:
+        if "ValidationFailed" not in str(err):
+            raise
+        return app, report_findings(outdir)
+    return app, set()
 
 
 def acknowledged(app) -> set[tuple[str, str]]:
@@ -38,7 +61,7 @@ def acknowledged(app) -> set[tuple[str, str]]:
 
 
 def findings_without_acknowledgements(build: Callable, outdir: Path, monkeypatch, **synth_kwargs) -> set[tuple[str, str]]:
-    """(rule id, CloudFormation resource path) of every AwsSolutions finding of the app when no
+    """(rule id, CloudFormation resource path) of every finding of the five packs when no
     acknowledgement is made at all: what really fires."""
     import aws_cdk as cdk
     import pytest
@@ -47,6 +70,11 @@ def findings_without_acknowledgements(build: Callable, outdir: Path, monkeypatch
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         synth_with_nag(build, outdir, **synth_kwargs)
     monkeypatch.undo()
+    return report_findings(outdir)
+
+
+def report_findings(outdir: Path) -> set[tuple[str, str]]:
+    """(rule id, construct path) of every violation in ``outdir``'s validation report."""
     report = json.loads((outdir / "validation-report.json").read_text())
     return {(v["ruleName"], r["constructPath"]) for p in report["pluginReports"] for v in p["violations"]
             for r in v["violatingConstructs"]}

@@ -21,10 +21,18 @@ def only(template, type_):
     return next(iter(found.values()))
 
 
+POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+
+
+def policies(template):
+    """Every inline and customer-managed IAM policy of the template, by logical id."""
+    return {k: v for type_ in POLICY_TYPES for k, v in resources(template, type_).items()}
+
+
 def statements(template):
     """Every IAM statement of every policy in the template, with its policy's logical id."""
     out = []
-    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
+    for logical_id, policy in policies(template).items():
         for stmt in policy["Properties"]["PolicyDocument"]["Statement"]:
             out.append((logical_id, stmt))
     return out
@@ -99,10 +107,10 @@ def test_bucket_policies_deny_non_tls_and_old_tls(default_stack, which):
     (policy,) = [
         p for p in resources(t, "AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": logical_id}
     ]
-    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
-    conditions = [s["Condition"] for s in denies]
-    assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
-    assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
+    tls = {"Bool": {"aws:SecureTransport": "false"}}, {"NumericLessThan": {"s3:TlsVersion": 1.2}}
+    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+              if s["Effect"] == "Deny" and s["Condition"] in tls]
+    assert [s["Condition"] for s in denies] == list(tls)
     for s in denies:
         assert s["Principal"] == {"AWS": "*"} and s["Action"] == "s3:*"
 
@@ -163,7 +171,7 @@ def execution_role_statements(template):
     return [
         stmt
         for logical_id, stmt in statements(template)
-        if {"Ref": role_id} in resources(template, "AWS::IAM::Policy")[logical_id]["Properties"]["Roles"]
+        if {"Ref": role_id} in policies(template)[logical_id]["Properties"]["Roles"]
     ]
 
 
@@ -196,6 +204,11 @@ def test_execution_role_is_least_privilege(default_stack):
     assert lst["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
     (dec,) = by_action["kms:Decrypt"]
     assert dec["Resource"]["Fn::GetAtt"][1] == "Arn"
+    assert dec["Condition"] == {  # only through S3, only for this bucket
+        "StringEquals": {"kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".",
+                                                              {"Ref": "AWS::URLSuffix"}]]}},
+        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
+            {"Fn::GetAtt": [bucket_id, "Arn"]}, {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/models/*"]]}]}}
     (pull,) = by_action["ecr:BatchGetImage"]
     assert "container-assets" in json.dumps(pull["Resource"])
     assert "logs:CreateLogGroup" not in by_action  # the stack owns the log group; SageMaker never creates it
@@ -211,8 +224,8 @@ def test_execution_role_is_least_privilege(default_stack):
 def test_model_waits_for_its_policies(default_stack):
     _, _, t = default_stack
     model = only(t, "AWS::SageMaker::Model")
-    policies = set(resources(t, "AWS::IAM::Policy"))
-    assert set(model["DependsOn"]) == {p for p in policies if p.startswith("Endpoint")}
+    assert set(model["DependsOn"]) == {p for p in policies(t) if p.startswith("Endpoint")}
+    assert not [p for p in resources(t, "AWS::IAM::Policy") if p.startswith("Endpoint")]  # one managed policy
 
 
 # --- ScalableInstanceCount -----------------------------------------------------------------

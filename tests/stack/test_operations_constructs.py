@@ -348,7 +348,8 @@ def test_role_writes_streams_but_never_creates_log_groups():
     stack = new_stack()
     endpoint(stack)
     t = template(stack)
-    actions = {a for p in of_type(t, "AWS::IAM::Policy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]
+    policies = [*of_type(t, "AWS::IAM::Policy").values(), *of_type(t, "AWS::IAM::ManagedPolicy").values()]
+    actions = {a for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"} <= actions
     assert "logs:CreateLogGroup" not in actions

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mme_constructs import NAG_PACKS
 from mme_constructs.instance_types import SUPPORTED_INSTANCE_TYPES
-from stack_helpers import REPO_ROOT
+from stack_helpers import REPO_ROOT, report_findings
 
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 pytestmark = pytest.mark.synth
@@ -117,9 +118,10 @@ def test_cfn_lint_is_clean_on_every_template(cli_synth):
     assert proc.stdout.strip() == ""
 
 
-# A finding id: AwsSolutions-<RULE> or, for rules with several findings per resource,
-# AwsSolutions-<RULE>[<finding>] (IAM4/IAM5 must always name the exact finding).
-ACK_ID = re.compile(r"^AwsSolutions-[A-Z]+[0-9]+(\[(Resource|Action|Policy)::.+\])?$")
+# A finding id of one of the five packs: AwsSolutions-<RULE><n> (with [<finding>] for rules with several
+# findings per resource; IAM4/IAM5 must always name the exact finding), or <pack>-<RuleName>.
+PACK = "|".join(re.escape(p) for p in NAG_PACKS if p != "AwsSolutions")
+ACK_ID = re.compile(rf"^(AwsSolutions-[A-Z]+[0-9]+(\[(Resource|Action|Policy)::.+\])?|({PACK})-[A-Z][A-Za-z0-9]+)$")
 
 
 def acknowledgements(outdir: Path) -> list[tuple[str, str, str]]:
@@ -135,6 +137,7 @@ def test_every_acknowledgement_names_a_finding_and_a_reason(cli_synth):
     outdir, _ = cli_synth
     acks = acknowledgements(outdir)
     assert acks, "the stack is expected to carry reviewed acknowledgements"
+    assert {rule_id.split("-")[0] for _, rule_id, _ in acks} == set(NAG_PACKS)  # reviewed findings of each pack
     for logical_id, rule_id, reason in acks:
         assert ACK_ID.match(rule_id), f"{logical_id}: {rule_id!r} is not a specific finding id"
         if rule_id.startswith(("AwsSolutions-IAM4", "AwsSolutions-IAM5")):
@@ -147,20 +150,31 @@ def test_every_acknowledgement_names_a_finding_and_a_reason(cli_synth):
 
 
 def test_nag_fails_synth_on_an_unacknowledged_finding(cdk_context, tmp_path):
-    """The checks are live: a plain bucket added to the stack stops synthesis."""
+    """The checks are live: an unreviewed bucket added to the stack stops synthesis with findings of the
+    AwsSolutions, NIST 800-53 R5, HIPAA and PCI DSS packs; the Serverless pack has no S3 rule, so an
+    unreviewed function is added too. Nothing else of the stack is reported."""
     import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
     from aws_cdk import aws_s3 as s3
 
     import app as app_module
 
     app = cdk.App(outdir=str(tmp_path), context=cdk_context)
     app_module.build_app(app)
-    s3.Bucket(app.node.find_child("ImageEditingMme"), "Unreviewed")
+    stack = app.node.find_child("ImageEditingMme")
+    s3.Bucket(stack, "Unreviewed")
+    lambda_.Function(stack, "UnreviewedFunction", runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler",
+                     code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"))
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
-    report = json.loads((tmp_path / "validation-report.json").read_text())
-    rules = {v["ruleName"] for r in report["pluginReports"] for v in r["violations"]}
-    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
+    findings = report_findings(tmp_path)
+    assert {path.split("/")[1] for _, path in findings} == {"Unreviewed", "UnreviewedFunction"}
+    on_bucket = {rule for rule, path in findings if path.startswith("ImageEditingMme/Unreviewed/")}
+    assert {rule.split("-")[0] for rule in on_bucket} == set(NAG_PACKS) - {"Serverless"}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10", "NIST.800.53.R5-S3BucketLoggingEnabled",
+            "HIPAA.Security-S3BucketSSLRequestsOnly", "PCI.DSS.321-S3BucketVersioningEnabled"} <= on_bucket
+    on_function = {rule for rule, path in findings if path.startswith("ImageEditingMme/UnreviewedFunction/")}
+    assert {"Serverless-LambdaDLQ", "Serverless-LambdaTracing", "NIST.800.53.R5-LambdaInsideVPC"} <= on_function
 
 
 def test_import_constructs_is_the_pypi_library():
