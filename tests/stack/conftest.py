@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack_helpers import REPO_ROOT  # noqa: E402
+from stack_helpers import AWS_UNSET, REPO_ROOT, run_cdk_synth  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +42,12 @@ def synth_stack(cdk_context, tmp_path_factory):
 def default_stack(synth_stack):
     """The stack synthesized with cdk.json's defaults (ml.g5.2xlarge)."""
     return synth_stack()
+
+
+@pytest.fixture(scope="session")
+def cli_synth(tmp_path_factory):
+    """``cdk synth`` by the real CDK CLI without credentials (as CI runs it): (cdk.out folder, process)."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    proc = run_cdk_synth(outdir, AWS_UNSET)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return outdir, proc

@@ -4,11 +4,45 @@ folder's conftest pytest loaded last when several test folders run together)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
+CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+AWS_UNSET = {k: None for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                               "AWS_REGION", "AWS_DEFAULT_REGION", "CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")}
+AWS_BOGUS = {
+    **AWS_UNSET,
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AWS_REGION": "eu-west-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def run_cdk_synth(outdir: Path, env_overrides: dict[str, str | None], *context: str) -> subprocess.CompletedProcess:
+    """The real CDK CLI's ``cdk synth`` of this app into ``outdir`` (``-c`` for each of ``context``)."""
+    env = {**os.environ}
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    args = [str(CDK), "synth", "--no-notices", "--no-version-reporting", "--quiet", "--output", str(outdir)]
+    for c in context:
+        args += ["-c", c]
+    return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def templates(outdir: Path) -> list[Path]:
+    found = sorted(outdir.glob("*.template.json"))
+    assert found, f"no templates in {outdir}"
+    return found
 
 
 def synth_with_nag(build: Callable, outdir: Path, *, context: dict | None = None, add_checks: bool = True):

@@ -96,6 +96,10 @@ def test_access_logs_go_to_a_separate_private_bucket(default_stack):
     ] == {"SSEAlgorithm": "AES256"}
     assert log_bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
     assert "AccessControl" not in log_bucket  # log delivery is granted by bucket policy, not ACL
+    # versioned (a deleted or overwritten log is kept), old versions expire with the model bucket's
+    assert log_bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    (rule,) = log_bucket["LifecycleConfiguration"]["Rules"]
+    assert (rule["ExpirationInDays"], rule["NoncurrentVersionExpiration"]) == (365, {"NoncurrentDays": 30})
 
 
 @pytest.mark.parametrize("which", ["model", "logs"])
@@ -163,6 +167,16 @@ def test_vpc_and_network_isolation_off(synth_stack):
         "Subnets": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
     }
     assert model["EnableNetworkIsolation"] is False
+    # the packager and its Provider framework run in the same subnets, with Lambda's VPC access policy
+    functions = resources(t, "AWS::Lambda::Function")
+    assert len(functions) == 2
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["VpcConfig"] == {"SubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                                      "SecurityGroupIds": ["sg-0123456789abcdef0"]}
+        role = resources(t, "AWS::IAM::Role")[props["Role"]["Fn::GetAtt"][0]]["Properties"]
+        assert role["ManagedPolicyArns"] == [{"Fn::Join": ["", [
+            "arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"]]}]
 
 
 def execution_role_statements(template):
@@ -305,6 +319,9 @@ def test_outputs(default_stack):
     assert outputs["VariantName"]["Value"] == "AllTraffic"
     assert outputs["ModelPrefix"]["Value"] == "models/"
     t.has_output("EndpointName", {"Value": Match.object_like({"Fn::GetAtt": Match.any_value()})})
+    # uploads under the prefix must name the key by this ARN (bucket policy)
+    key_id, _ = next(iter(resources(t, "AWS::KMS::Key").items()))
+    assert outputs["ModelKeyArn"]["Value"] == {"Fn::GetAtt": [key_id, "Arn"]}
 
 
 # --- Model artifacts -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ give, a store without a key, inline policies of its own roles)."""
 from __future__ import annotations
 
 import json
+import re
 
 import aws_cdk as cdk
 import pytest
@@ -21,6 +22,7 @@ from stack_helpers import (
     acknowledged,
     assert_every_acknowledgement_fires,
     findings_without_acknowledgements,
+    resolve_for_test,
     resources,
     synth_report,
     synth_with_nag,
@@ -148,3 +150,45 @@ def test_cross_stack_bucket_is_acknowledged_by_its_import(tmp_path):
     app, _ = synth_report(other_stack, tmp_path)
     ids = {rule for path, rule in acknowledged(app) if path.startswith("Serving/")}
     assert any(i.startswith("AwsSolutions-IAM5[Resource::Storage:ExportsOutputFnGetAttModels") for i in ids), ids
+
+
+def _archive_writers(template: dict) -> list:
+    (only,) = [s for p in resources(template, "AWS::S3::BucketPolicy").values()
+               for s in p["Properties"]["PolicyDocument"]["Statement"]
+               if s.get("Sid") == "OnlyArchiveWritersChangeModelArchives"]
+    return only["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+
+
+def test_a_packager_in_another_stack_is_named_in_the_bucket_policy_without_a_reference(tmp_path):
+    """The bucket's stack cannot refer to the packager's (the packager's stack refers to the bucket):
+    the packager's role gets a fixed name, and the bucket policy names it by ARN."""
+    app, _ = synth_report(other_stack, tmp_path)
+    (writer,) = _archive_writers(template_of(app, "Storage"))
+    serving = template_of(app, "Serving")
+    (role,) = [r for k, r in resources(serving, "AWS::IAM::Role").items() if k.startswith("ModelArtifactProviderPackagerRole")]
+    name = resolve_for_test(role["Properties"]["RoleName"])
+    assert re.fullmatch(r"Serving-ModelArtifactProvider-[0-9A-F]{8}-packager-<Ref:AWS::Region>", name), name
+    assert resolve_for_test(writer) == f"arn:<Ref:AWS::Partition>:iam::<Ref:AWS::AccountId>:role/{name}"
+    assert "Fn::ImportValue" not in json.dumps(template_of(app, "Storage"))
+
+
+def test_grant_write_makes_the_grantee_an_archive_writer(tmp_path):
+    app, _ = synth_report(grants_to_other_principals, tmp_path)
+    (writer,) = _archive_writers(template_of(app, "Serving"))  # no ModelArtifact in this app: no packager
+    assert writer["Fn::GetAtt"][0].startswith("Writer") and writer["Fn::GetAtt"][1] == "Arn"
+
+
+def test_archive_writers_are_checked(tmp_path):
+    stack = cdk.Stack(cdk.App(), "Serving")
+    bucket = s3.Bucket.from_bucket_name(stack, "Shared", "shared-models")
+    with pytest.raises(ValueError, match=r"archive_writers: 'arn:aws:s3:::x' is not an IAM role or user ARN"):
+        ModelStore(bucket, archive_writers=["arn:aws:s3:::x"])
+    with pytest.raises(ValueError, match="is not a role or user"):
+        ModelStore(bucket).add_archive_writer(iam.ServicePrincipal("lambda.amazonaws.com"))
+    other = cdk.Stack(stack.node.scope, "Other")
+    role = iam.Role(other, "Writer", assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"))
+    owned = ModelBucket(stack, "Models").model_store
+    with pytest.raises(ValueError, match="Other/Writer is in another stack than the bucket"):
+        owned.add_archive_writer(role)
+    store = ModelStore(bucket, archive_writers=["arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*/Admin_*"])
+    assert not store.archive_writers_enforced  # an imported bucket's policy is not the app's

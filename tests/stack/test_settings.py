@@ -50,6 +50,18 @@ def test_values_from_cli_strings_are_parsed():
     assert s.gpu_utilization_target == 55.5
 
 
+def test_archive_writer_arns_are_role_or_user_arns():
+    sso = "arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_ModelOps_*"
+    s = parse(archiveWriterArns=f"arn:aws:iam::111122223333:user/release-bot, {sso}")
+    assert s.archive_writer_arns == ("arn:aws:iam::111122223333:user/release-bot", sso)
+    assert parse().archive_writer_arns == ()
+    for bad in ("arn:aws:sts::111122223333:assumed-role/ops/alice", "arn:aws:iam::1111:role/x", "ops-role"):
+        with pytest.raises(SettingsError) as err:
+            parse(archiveWriterArns=[bad])
+        assert str(err.value).startswith(f"context archiveWriterArns: {bad!r} is not an IAM role or user ARN")
+        assert "\n" not in str(err.value)
+
+
 def test_operations_keys_are_parsed_and_off_leaves_an_alarm_out():
     s = parse(alarmTopicArn="arn:aws:sns:eu-west-1:111122223333:on-call", alarm5xxErrorRatePercent="2.5",
               alarmGpuMemoryPercent="off", alarmInstancesAtMaxMinutes="45", logRetentionDays="90",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,49 +12,9 @@ import pytest
 
 from mme_constructs import NAG_PACKS
 from mme_constructs.instance_types import SUPPORTED_INSTANCE_TYPES
-from stack_helpers import REPO_ROOT, report_findings
+from stack_helpers import AWS_BOGUS, AWS_UNSET, REPO_ROOT, report_findings, run_cdk_synth, templates
 
-CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 pytestmark = pytest.mark.synth
-
-
-def run_cdk_synth(outdir: Path, env_overrides: dict[str, str | None], *context: str):
-    env = {**os.environ}
-    for key, value in env_overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
-    args = [str(CDK), "synth", "--no-notices", "--no-version-reporting", "--quiet", "--output", str(outdir)]
-    for c in context:
-        args += ["-c", c]
-    return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
-AWS_UNSET = {k: None for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                               "AWS_REGION", "AWS_DEFAULT_REGION", "CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")}
-AWS_BOGUS = {
-    **AWS_UNSET,
-    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    "AWS_REGION": "eu-west-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture(scope="module")
-def cli_synth(tmp_path_factory):
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    proc = run_cdk_synth(outdir, AWS_UNSET)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return outdir, proc
-
-
-def templates(outdir: Path) -> list[Path]:
-    found = sorted(outdir.glob("*.template.json"))
-    assert found, f"no templates in {outdir}"
-    return found
 
 
 def test_cdk_synth_without_credentials_writes_the_stack(cli_synth):
