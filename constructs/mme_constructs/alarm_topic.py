@@ -74,7 +74,7 @@ class AlarmTopic(Construct):
         self.topic_arn = self.topic.topic_arn
         for email in emails:
             subscription = self.topic.add_subscription(subscriptions.EmailSubscription(email))
-            acknowledge(subscription, (
+            acknowledge(subscription.node.default_child, (
                 "An email subscription of an alarm topic: SNS retries email delivery by its own policy, and "
                 "the alarm's state and history stay in CloudWatch whether or not a message arrives; a "
                 "dead-letter queue would hold notifications nobody reads."),

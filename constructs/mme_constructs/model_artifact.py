@@ -304,7 +304,7 @@ def _place_in_network(function: lambda_.CfnFunction, role: iam.Role, security_gr
     function.vpc_config = lambda_.CfnFunction.VpcConfigProperty(
         subnet_ids=subnet_ids, security_group_ids=[g.security_group_id for g in security_groups])
     role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(VPC_ACCESS_POLICY))
-    acknowledge(role, (
+    acknowledge(role.node.default_child, (
         "The AWS managed policy Lambda documents for functions in a VPC: create, describe and delete the "
         "function's network interfaces in the deployer's subnets. AWS keeps it in step with what Lambda needs."),
         f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]")
