@@ -34,8 +34,11 @@ def built(s3, bucket, model_src):
     return sources, result.key, body, result
 
 
-def _tags(s3, bucket, key) -> dict:
-    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+def _plant(s3, bucket, key, body: bytes, *, metadata: dict | None = None) -> None:
+    """Someone else writes ``body`` at ``key``, copying the packager's tags (and ``metadata``)."""
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {},
+                  Tagging="&".join(f"{k}={v}" for k, v in tags.items()))
 
 
 def _rebuilt(s3, bucket, sources, key, kms_key_id=None) -> bool:
@@ -55,9 +58,7 @@ def test_its_own_unchanged_archive_is_skipped_after_reading_it(s3, bucket, built
 def test_tags_copied_onto_a_foreign_object_are_not_trusted(s3, bucket, built):
     """Someone with PutObject + tagging writes other bytes with the packager's tags but not its metadata."""
     sources, key, body, _ = built
-    tags = _tags(s3, bucket, key)
-    s3.put_object(Bucket=bucket, Key=key, Body=b"handler.py that runs something else",
-                  Tagging="&".join(f"{k}={v}" for k, v in tags.items()))
+    _plant(s3, bucket, key, b"handler.py that runs something else")
     assert _rebuilt(s3, bucket, sources, key)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
@@ -65,21 +66,16 @@ def test_tags_copied_onto_a_foreign_object_are_not_trusted(s3, bucket, built):
 def test_metadata_and_tags_copied_onto_other_bytes_are_caught_by_the_digest(s3, bucket, built):
     """Everything the packager records is copied, the bytes are not its archive: the content check rebuilds."""
     sources, key, body, _ = built
-    tags = _tags(s3, bucket, key)
     metadata = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
     assert metadata == archive_metadata(plan("tiny", sources, NONE))
-    s3.put_object(Bucket=bucket, Key=key, Body=body[:-64] + b"\0" * 64, Metadata=metadata,
-                  Tagging="&".join(f"{k}={v}" for k, v in tags.items()))
+    _plant(s3, bucket, key, body[:-64] + b"\0" * 64, metadata=metadata)
     assert _rebuilt(s3, bucket, sources, key)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
 
 def test_an_archive_of_other_inputs_under_the_key_is_rebuilt(s3, bucket, built):
     sources, key, body, _ = built
-    tags = _tags(s3, bucket, key)
-    metadata = {**s3.head_object(Bucket=bucket, Key=key)["Metadata"], "model-name": "other"}
-    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata,
-                  Tagging="&".join(f"{k}={v}" for k, v in tags.items()))
+    _plant(s3, bucket, key, body, metadata={**s3.head_object(Bucket=bucket, Key=key)["Metadata"], "model-name": "other"})
     assert _rebuilt(s3, bucket, sources, key)
 
 
