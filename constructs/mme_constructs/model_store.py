@@ -147,14 +147,16 @@ class ModelStore:
 
     def archive_write_statements(self) -> list[iam.PolicyStatement]:
         """The bucket policy statements that keep archive writes to the archive writers (and, with a
-        key, to uploads encrypted with it)."""
+        key, to uploads encrypted with it). Each Sid ends with the prefix in CamelCase
+        (``...Models`` for ``models/``): stores of other prefixes share a bucket's policy."""
         archives = self.arn_for_archives()
+        sid = self._sid
         statements = [iam.PolicyStatement(
-            sid="OnlyArchiveWritersChangeModelArchives", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            sid=sid("OnlyArchiveWritersChangeModelArchives"), effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=list(ARCHIVE_MUTATING_ACTIONS), resources=[archives],
             conditions={"ArnNotLike": {"aws:PrincipalArn": Lazy.list(_WriterArns(self))}})]
         statements.append(iam.PolicyStatement(
-            sid="DenyCustomerProvidedKeysForModelArchives", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            sid=sid("DenyCustomerProvidedKeysForModelArchives"), effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=["s3:PutObject"], resources=[archives],
             conditions={"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}))
         if self.encryption_key is not None:
@@ -165,16 +167,16 @@ class ModelStore:
             key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
             statements += [
                 iam.PolicyStatement(
-                    sid="DenyModelArchivesNotSseKms", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                    sid=sid("DenyModelArchivesNotSseKms"), effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                     actions=["s3:PutObject"], resources=[archives],
                     conditions={"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
                                 "Null": {"s3:x-amz-server-side-encryption": "false"}}),
                 iam.PolicyStatement(
-                    sid="DenyModelArchivesWithAnotherKey", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                    sid=sid("DenyModelArchivesWithAnotherKey"), effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                     actions=["s3:PutObject"], resources=[archives],
                     conditions={"StringNotEquals": {key_id: self.encryption_key.key_arn}, "Null": {key_id: "false"}}),
                 iam.PolicyStatement(
-                    sid="DenyModelArchivesWithTheAwsManagedKey", effect=iam.Effect.DENY,
+                    sid=sid("DenyModelArchivesWithTheAwsManagedKey"), effect=iam.Effect.DENY,
                     principals=[iam.AnyPrincipal()], actions=["s3:PutObject"], resources=[archives],
                     conditions={"StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
                                 "Null": {key_id: "true"}}),
@@ -186,7 +188,15 @@ class ModelStore:
         to its policy (e.g. ``CfnOutput(value=Stack.of(self).to_json_string(doc.to_json()))``)."""
         return iam.PolicyDocument(statements=self.archive_write_statements())
 
+    def _sid(self, name: str) -> str:
+        return name + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", self.model_prefix) if part)
+
     def _add_to_bucket_policy(self) -> bool:
+        marker = f"ModelStore{self._sid('')}"
+        if self.bucket.node.try_find_child(marker) is not None:
+            raise ValueError(f"ModelStore: {self.bucket.node.path} has a ModelStore for {self.model_prefix} already; "
+                             "hand that one around (ModelBucket.model_store) instead of making another")
+        Construct(self.bucket, marker)  # the bucket's policy gets this prefix's statements once
         added = [self.bucket.add_to_resource_policy(s).statement_added for s in self.archive_write_statements()]
         if all(added):
             return True

@@ -151,7 +151,8 @@ def _kms(deployed: Deployed) -> dict:
 
 
 def test_the_bucket_policy_keeps_archive_writes_to_the_writers(deployed):
-    statements = {s.get("Sid"): s for s in deployed.bucket_policy["Statement"]}
+    # each Sid ends with the prefix (models/ -> Models): stores of other prefixes share the policy
+    statements = {s["Sid"].removesuffix("Models"): s for s in deployed.bucket_policy["Statement"] if "Sid" in s}
     only = statements["OnlyArchiveWritersChangeModelArchives"]
     assert only["Effect"] == "Deny" and only["Principal"] == {"AWS": "*"}
     assert only["Resource"] == f"arn:aws:s3:::{BUCKET}/models/*"
@@ -184,7 +185,7 @@ def test_without_writers_no_iam_principal_may_write():
     ModelBucket(stack, "Models")
     (only,) = [s for p in Template.from_stack(stack).find_resources("AWS::S3::BucketPolicy").values()
                for s in p["Properties"]["PolicyDocument"]["Statement"]
-               if s.get("Sid") == "OnlyArchiveWritersChangeModelArchives"]
+               if s.get("Sid") == "OnlyArchiveWritersChangeModelArchivesModels"]
     assert only["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [{"Fn::Join": ["", [
         "arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]]}]}}
 
@@ -239,3 +240,21 @@ def test_an_operator_of_archive_writer_arns_may_write(deployed):
     results = evaluate([deployed.s3(OPERATOR, "s3:PutObject", ARCHIVE, **_kms(deployed)),
                         deployed.s3(OPERATOR, "s3:DeleteObject", ARCHIVE)])
     assert results == ["Allowed", "Allowed"]
+
+
+def test_stores_of_two_prefixes_share_a_bucket_and_one_prefix_has_one_store():
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from mme_constructs import ModelBucket, ModelStore
+
+    stack = cdk.Stack(cdk.App(), "Shared")
+    models = ModelBucket(stack, "Models")
+    ModelStore(models.bucket, model_prefix="team-b/archives/", encryption_key=models.encryption_key,
+               archive_writers=[OPERATOR])
+    sids = [s.get("Sid") for p in Template.from_stack(stack).find_resources("AWS::S3::BucketPolicy").values()
+            for s in p["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid")]
+    assert len(sids) == len(set(sids)) == 10  # S3 refuses a policy with a Sid twice
+    assert "OnlyArchiveWritersChangeModelArchivesTeamBArchives" in sids
+    with pytest.raises(ValueError, match=r"has a ModelStore for models/ already; hand that one around"):
+        ModelStore(models.bucket, encryption_key=models.encryption_key)
