@@ -25,6 +25,7 @@ shape as the handlers' errors: ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -299,6 +300,9 @@ class EndpointEmulator:
             if status == 507 and self._evict_lru(exclude=slot, wait=True):
                 continue
             message = _torchserve_message(data)
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                # TorchServe keeps a model whose workers failed and retries them in the background
+                self.container.unload_model(slot.model_name)
             raise PlatformError(507 if status == 507 else 500, "model_load_failed",
                                 f"the container could not load {slot.target_model}: HTTP {status} {message} "
                                 f"(logs: {self.container.log_dir})")

@@ -12,6 +12,7 @@ A missing archive raises ``FileNotFoundError``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -26,7 +27,7 @@ class FolderModelData:
         return str(self.root)
 
     def _path(self, target_model: str) -> Path:
-        path = (self.root / target_model).resolve()
+        path = Path(os.path.normpath(self.root / target_model))  # a link in the folder may point elsewhere
         if self.root not in path.parents or not path.is_file():
             raise FileNotFoundError(target_model)
         return path
