@@ -18,6 +18,7 @@ from PIL import Image
 
 from mme.endpoint_emulator import EndpointEmulator, opaque_model_name
 from mme.model_data import FolderModelData, S3ModelData
+from mme.paths import REPO_ROOT as REPO
 
 pytestmark = pytest.mark.torchserve
 
@@ -265,3 +266,21 @@ def test_loads_from_an_s3_prefix(sagemaker_container, tiny_archives, tmp_path, m
             em.unload(target)
     finally:
         server.stop()
+
+
+def test_cold_start_stages_add_up(sagemaker_container, store, tmp_path):
+    """The cold-start benchmark's split of one load on a real TorchServe: every stage measured,
+    the stages add up to the first response, and TorchServe's own figures are found in its logs."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from bench.cold_start import STAGES, first_request, measure_once
+
+    folder, targets = store
+    em = EndpointEmulator(sagemaker_container, FolderModelData(folder), tmp_path / "models", 2**40)
+    run = measure_once(em, sagemaker_container, targets["lama"], first_request("lama", 2))
+    assert all(run[key] is not None and run[key] >= 0 for key in STAGES), run
+    assert sum(run[key] for key in STAGES) == pytest.approx(run["total_s"])
+    assert 0 < run["initialize_s"] < run["worker_load_s"] < run["register_s"] + run["initialize_s"]
+    assert run["first_request_s"] > 0 and run["worker_size_mib"] > 50
+    assert model_view(em, targets["lama"])["state"] == "unloaded"     # measured cold, left cold
