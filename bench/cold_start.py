@@ -203,20 +203,6 @@ def median_of(runs: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------- main
-def environment() -> dict:
-    """Machine, GPU (nvidia-smi), load average."""
-    import platform
-
-    import psutil
-
-    from mme.model_memory import _nvidia_smi
-
-    gpus = [", ".join(row) for row in _nvidia_smi("--query-gpu=name,memory.total")]
-    return {"kind": "cuda" if gpus else "cpu", "gpus": gpus, "cpu_count": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
-            "load_average_start": list(os.getloadavg())}
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.cold_start`` (see the module docstring)."""
     import boto3
@@ -253,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python -m bench.cold_start " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
               "model_size": args.size, "repeats": args.repeats, "sd_steps": args.sd_steps,
-              "device": environment(), "models": {}}
+              "device": serving_report.machine(), "models": {}}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -285,12 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         if container is not None:
             container.stop()
         server.stop()
-    result["device"]["load_average_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}")
-    if args.write_docs:
-        log(f"wrote {serving_report.write_docs()}")
+    serving_report.save(result, args.out, args.write_docs, log)
     if args.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

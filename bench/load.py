@@ -29,7 +29,6 @@ import argparse
 import datetime as _dt
 import json
 import math
-import os
 import random
 import shlex
 import sys
@@ -237,17 +236,6 @@ def run_scenario(kind: str, clients: int, args, bodies, mix, sizes: dict, log) -
         local_mode.down(state_override=state)
 
 
-def environment() -> dict:
-    """The machine: cores, memory, load average (the bench shares its cores with other jobs)."""
-    import platform
-
-    import psutil
-
-    return {"cpu_count": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "machine": platform.machine(),
-            "load_average_start": list(os.getloadavg())}
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.load`` (see the module docstring)."""
     from bench import serving_report
@@ -276,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python -m bench.load " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
-              "weights": args.weights, "mix": mix, "device": environment(), "runs": []}
+              "weights": args.weights, "mix": mix, "device": serving_report.machine(), "runs": []}
     bodies = request_bodies()
     result["request_bytes"] = {kind: sorted({len(b) for b in bodies[kind]}) for kind in bodies}
     sizes: dict = {}
@@ -284,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         run = run_scenario(kind, clients, args, bodies, mix, sizes, log)
         result["runs"].append(run)
         log(f"{kind}:{clients}: {run['requests']} requests, {run['rps']:.2f}/s, statuses {run['statuses']}")
-    result["device"]["load_average_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}")
-    if args.write_docs:
-        log(f"wrote {serving_report.write_docs()}")
+    serving_report.save(result, args.out, args.write_docs, log)
     return 0 if all(r["errors"] == 0 for r in result["runs"]) else 1
 
 

@@ -167,6 +167,33 @@ def collect(results_dir: Path = RESULTS_DIR) -> tuple[list[dict], list[dict]]:
     return sorted(cold, key=key), sorted(load, key=key)
 
 
+def machine() -> dict:
+    """The machine of a run: cores, memory, GPUs (``nvidia-smi``), load average at the start."""
+    import os
+    import platform
+
+    import psutil
+
+    from mme.model_memory import _nvidia_smi
+
+    gpus = [", ".join(row) for row in _nvidia_smi("--query-gpu=name,memory.total")]
+    return {"kind": "cuda" if gpus else "cpu", "gpus": gpus, "cpu_count": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+            "machine": platform.machine(), "load_average_start": list(os.getloadavg())}
+
+
+def save(result: dict, out: Path, write: bool, log) -> None:
+    """Write a run's JSON (load average at the end added) and, with ``write``, the docs section."""
+    import os
+
+    result["device"]["load_average_end"] = list(os.getloadavg())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {out}")
+    if write:
+        log(f"wrote {write_docs()}")
+
+
 def write_docs(docs: Path = DOCS, results_dir: Path = RESULTS_DIR) -> Path:
     """Replace the section between the markers (appended when missing; the rest kept)."""
     block = f"{START}\n{render_section(*collect(results_dir)).rstrip()}\n{END}"

@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
 
+    # a request may queue behind many others in TorchServe (which bounds the work, not the wait)
     emulator = EndpointEmulator(container, FolderModelData(state / "artifacts"), state / "models",
-                                args.memory_budget_bytes, on_event=event)
+                                args.memory_budget_bytes, invoke_timeout=900, on_event=event)
     server = serve(emulator, token, state / READY_FILE)
     event(f"local endpoint at {server.url}, memory budget {args.memory_budget_bytes / 2**20:,.0f} MiB")
     threading.Event().wait()  # until SIGTERM
