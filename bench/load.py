@@ -30,7 +30,6 @@ import datetime as _dt
 import json
 import math
 import random
-import shlex
 import sys
 import tempfile
 import threading
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     result = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": "python -m bench.load " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+              "command": serving_report.command_line("python -m bench.load", argv if argv is not None else sys.argv[1:]),
               "weights": args.weights, "mix": mix, "device": serving_report.machine(), "runs": []}
     bodies = request_bodies()
     result["request_bytes"] = {kind: sorted({len(b) for b in bodies[kind]}) for kind in bodies}

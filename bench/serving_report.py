@@ -9,6 +9,7 @@ re-renders it; the rest of the file is kept as it is.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def render_cold_start(data: dict) -> str:
     """Per model and way: archive size, each stage's median, total; the ratio of the totals."""
     lines = [f"#### {data['model_size']}-size models, {data['device'].get('kind', 'cpu').upper()} "
              f"({data['created'][:10]}; median of {data['repeats']})", "",
-             f"Machine: {_machine(data['device'])}. SD's first request runs {data['sd_steps']} denoising steps.", "",
+             f"Machine: {_machine(data['device'])}."
+             + (f" SD's first request runs {data['sd_steps']} denoising steps." if "sd" in data["models"] else ""), "",
              f"Command: `{data['command']}`", "",
              "| model | way | archive MiB | " + " | ".join(f"{label} s" for _, label in STAGES) + " | total s |",
              "| --- | --- | --- |" + " --- |" * len(STAGES) + " --- |"]
@@ -134,7 +136,9 @@ Load Model call up to a live worker process), **initialize** (the worker's LOAD:
 sample's payload on a 1024x768 photo; SAM's encoder runs). The project's way: the packager's
 archive (gzip level 0) and the project's handlers. The sample's way: `torch-model-archiver`'s
 folder packed with `tar czf` (gzip level 6) and the sample's handlers (`bench/baselines.py`; LaMa
-ran the same generator, so for LaMa only the archive differs).
+ran the same generator, so for LaMa only the archive differs). Each measurement starts with the
+model unloaded (a new worker); one unmeasured load first primes the container (its first worker
+reads Python's and torch's libraries from disk; an endpoint instance has served other models).
 """
 
 
@@ -180,6 +184,20 @@ def machine() -> dict:
     return {"kind": "cuda" if gpus else "cpu", "gpus": gpus, "cpu_count": os.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
             "machine": platform.machine(), "load_average_start": list(os.getloadavg())}
+
+
+def command_line(prog: str, argv: list[str]) -> str:
+    """The command that reproduces a run (``--work-dir``, scratch space that changes no figure,
+    left out)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--work-dir":
+            skip = True
+        elif not arg.startswith("--work-dir="):
+            shown.append(shlex.quote(arg))
+    return " ".join([prog, *shown])
 
 
 def save(result: dict, out: Path, write: bool, log) -> None:
