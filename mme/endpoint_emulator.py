@@ -410,6 +410,12 @@ class EndpointEmulator:
         with self._load_lock:
             return self._unload(slot, reason="on request")
 
+    def model_state(self, target_model: str) -> str:
+        """``loaded``, ``loading``, ``unloading`` or ``unloaded`` (no measuring, no container call)."""
+        with self._cond:
+            slot = self._slots.get(target_model)
+            return slot.state if slot is not None else UNLOADED
+
     def status(self) -> dict:
         """Budget, memory in use and every model's counters (sizes measured now)."""
         used = self._used_bytes()

@@ -9,6 +9,7 @@ state dir's ``endpoint_token``, readable only by its owner):
   <TargetModel>`` and the request as body: the model's answer (status, content type and body as
   the container gives them) or the platform's error (``{"error": {"code", "message"}}``);
 - ``GET /status``: memory budget, memory in use, every model's state, size and counters (JSON);
+- ``GET /models/<TargetModel>``: that model's state only (``loaded``, ``loading``, ...);
 - ``DELETE /models/<TargetModel>``: unload a model now;
 - ``GET /ping``: 200 while serving.
 
@@ -106,6 +107,11 @@ class EndpointRequestHandler(BaseHTTPRequestHandler):
         elif path == "/status":
             if self._authorized():
                 self._send(200, json.dumps(self.server.emulator.status()).encode())
+        elif path.startswith("/models/"):
+            if self._authorized():
+                target = urllib.parse.unquote(path[len("/models/"):])
+                state = self.server.emulator.model_state(target)
+                self._send(200, json.dumps({"target_model": target, "state": state}).encode())
         else:
             self._error(404, "not_found", f"no such path: GET {path}")
 

@@ -9,7 +9,8 @@ outputs); the endpoint loads the model on first use, unloads the least recently 
 memory runs short (:mod:`mme.endpoint_emulator`) and passes the container's answer back.
 The endpoint's token is read from the state dir (``endpoint_token``, readable by its owner only).
 While the container answers 503 (queue full), the request is sent again with backoff for up to
-``busy_timeout`` seconds.
+``busy_timeout`` seconds. With ``on_event``, a request for a model that is not loaded says so first
+(``registering <model> ...``), as the loading takes a while.
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ class LocalBackend:
     def invoke(self, model: str, payload: dict) -> dict:
         """Send one request to ``model``; return its JSON answer (see the module docstring)."""
         body = json.dumps(payload, separators=(",", ":")).encode()
+        if self.on_event is not None and self.model_state(model) != "loaded":
+            self._event(f"registering {model} ({self.target_models.get(model)}): the local endpoint loads it "
+                        "on its first request")
         started = time.monotonic()
         busy = 0
         while True:
@@ -145,6 +149,14 @@ class LocalBackend:
         if status != 200:
             raise EndpointError(f"local endpoint status: HTTP {status} {_message(data)}")
         return json.loads(data)
+
+    def model_state(self, model: str) -> str:
+        """``loaded``, ``loading``, ``unloading`` or ``unloaded``: where ``model`` is on the endpoint."""
+        target = self.target_models.get(model, model)
+        status, _, data = self.request("GET", f"/models/{urllib.parse.quote(target, safe='')}")
+        if status != 200:
+            raise EndpointError(f"local endpoint: HTTP {status} {_message(data)}")
+        return str(json.loads(data).get("state"))
 
     def unload(self, model: str) -> bool:
         """Unload ``model`` now (it loads again on its next request); True when it was loaded."""

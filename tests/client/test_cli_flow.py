@@ -112,8 +112,9 @@ def test_model_loads_again_after_an_unload(local_server, photos, run_mme, tmp_pa
     assert backend.unload("lama") and not backend.unload("lama")
     assert json.loads(run_mme("local", "status", "--json", *local(local_server)[1:]).stdout)["models"]["lama"][
         "state"] == "unloaded"
-    result = run_mme(*args)
+    result = run_mme(*args, "-v")
     assert result.returncode == 0, result.stderr
+    assert "registering lama (lama-" in result.stderr       # said before the wait for the load
     assert Image.open(tmp_path / "out.webp").size == (451, 300)
     status = run_mme("local", "status", *local(local_server)[1:])
     after = json.loads(run_mme("local", "status", "--json", *local(local_server)[1:]).stdout)["models"]["lama"]
