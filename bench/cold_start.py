@@ -21,7 +21,7 @@ S3 is moto's server on 127.0.0.1 (the bucket lives in this process). For each mo
 Then the platform emulator (:mod:`mme.endpoint_emulator`, the same code ``mme local`` runs) in
 front of TorchServe started with the serving container's settings (:mod:`mme.sagemaker_container`)
 gets the first ``InvokeEndpoint`` for the ``TargetModel`` and the stages are timed: **download**
-(S3 GetObject to disk, boto3's transfer manager), **unpack** (tar.gz into the model folder),
+(one S3 GetObject streamed to disk), **unpack** (tar.gz into the model folder),
 **register** (the Load Model call up to a live worker: TorchServe's bookkeeping and the worker
 process start), **initialize** (the worker's LOAD: handler import + ``initialize()``, TorchServe's
 own ``Backend response time`` of that LOAD in ``ts_log.log``) and **first request** (the original

@@ -4,8 +4,9 @@ is an object name under it). Two kinds, one interface (``describe``, ``size``, `
 - :class:`FolderModelData`: a local folder (``mme local``: the packaged archives). ``fetch``
   returns the file itself: nothing is downloaded.
 - :class:`S3ModelData`: ``s3://bucket/prefix/`` (any S3 API; the benchmarks use moto's server on
-  127.0.0.1). ``fetch`` downloads the object into the model's folder first, as SageMaker does,
-  with boto3's transfer manager (parallel ranged GETs).
+  127.0.0.1). ``fetch`` downloads the object into the model's folder first, as SageMaker does:
+  one GetObject streamed to disk. (boto3's transfer manager, parallel ranged GETs, brought a
+  600 MiB object out of moto's server at 11 MB/s against 124 MB/s for one GetObject.)
 
 A missing archive raises ``FileNotFoundError``.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+CHUNK_BYTES = 8 * 2**20
 
 
 class FolderModelData:
@@ -68,14 +71,19 @@ class S3ModelData:
             raise OSError(f"{self.describe()}{target_model}: {err}") from None
 
     def fetch(self, target_model: str, into: Path) -> Path:
-        """Download the object to ``into/model.tar.gz``."""
-        from botocore.exceptions import ClientError
+        """Download the object to ``into/model.tar.gz`` (one GetObject, streamed to disk)."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         destination = Path(into) / "model.tar.gz"
         try:
-            self.client.download_file(self.bucket, self.prefix + target_model, str(destination))
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + target_model)["Body"]
+            with open(destination, "wb") as out:
+                for chunk in body.iter_chunks(CHUNK_BYTES):
+                    out.write(chunk)
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(target_model) from None
+            raise OSError(f"{self.describe()}{target_model}: {err}") from None
+        except BotoCoreError as err:
             raise OSError(f"{self.describe()}{target_model}: {err}") from None
         return destination
