@@ -331,7 +331,8 @@ def up(weights: str = "tiny", models: Iterable[str] | None = None, *, memory_bud
             _check_same(state, weights_label, models, memory_budget_mib)
             return state, True
         if state is not None:
-            report("a previous local endpoint is gone; cleaning up its state")
+            report("a previous local endpoint is gone; cleaning up its state" if state.get("version") == STATE_VERSION
+                   else "stopping the local server an earlier version of mme started")
             _stop_all(directory, state)
         found = tiny_weights(models, report) if weights == "tiny" else dir_weights(weights, models)
         packaged = package_models(found, directory / "artifacts", report)

@@ -188,20 +188,24 @@ def test_a_507_unloads_the_least_recently_used_idle_model_and_retries(emulator, 
 
 def test_requests_in_flight_finish_before_their_model_is_unloaded(emulator, store):
     _, targets = store
-    assert emulator.invoke(targets["sd"], body("sd")).status == 200
-    slow = json.dumps({**BODIES["sd"], "gen_args": json.dumps({"num_inference_steps": 8, "seed": 1})}).encode()
+    assert emulator.invoke(targets["lama"], body("lama")).status == 200
+    big = np.zeros((768, 1024, 3), np.uint8)
+    big[..., 1] = np.arange(1024, dtype=np.uint8)[None, :]
+    mask = np.zeros((768, 1024), np.uint8)
+    mask[200:600, 300:800] = 255
+    slow = json.dumps({"image": jpeg_b64(big), "mask_image": jpeg_b64(mask)}).encode()  # seconds of work
     replies = []
 
     def request():
-        replies.append(emulator.invoke(targets["sd"], slow))
+        replies.append(emulator.invoke(targets["lama"], slow))
         replies.append(time.monotonic())
 
     worker = threading.Thread(target=request)
     worker.start()
     deadline = time.monotonic() + 30
-    while model_view(emulator, targets["sd"])["inflight"] == 0 and time.monotonic() < deadline:
+    while model_view(emulator, targets["lama"])["inflight"] == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert emulator.unload(targets["sd"])
+    assert emulator.unload(targets["lama"])
     unloaded_at = time.monotonic()
     worker.join()
     assert replies[0].status == 200 and "generated_image" in json.loads(replies[0].body)
