@@ -179,10 +179,10 @@ def measure_once(emulator, container, target: str, body: bytes) -> dict:
     started = time.perf_counter()
     reply = emulator.invoke(target, body)
     total = time.perf_counter() - started
-    if reply.status != 200:
-        raise RuntimeError(f"{target}: HTTP {reply.status} {reply.body[:300]!r}")
     view = next(m for m in emulator.status()["models"] if m["target_model"] == target)
     stages = view["last_load"]
+    if stages is None or reply.platform:
+        raise RuntimeError(f"{target} did not load: HTTP {reply.status} {reply.body[:300]!r}")
     ts = worker_times(container, opaque_model_name(target), offsets)
     load_s = stages["load_s"]
     initialize_s = ts["backend_load_ms"] / 1000 if "backend_load_ms" in ts else None
@@ -193,8 +193,20 @@ def measure_once(emulator, container, target: str, body: bytes) -> dict:
            "total_s": total, "archive_bytes": stages["archive_bytes"], "unpacked_bytes": stages["unpacked_bytes"],
            "worker_load_s": ts["worker_load_ms"] / 1000 if "worker_load_ms" in ts else None,
            "worker_size_mib": (view["size_bytes"] or 0) / 2**20}
+    if reply.status != 200:  # loaded, but the first request failed (e.g. TorchServe's response timeout)
+        run.update(first_request_s=None, total_s=None,
+                   first_request_error=f"HTTP {reply.status} after {run['first_request_s']:.0f} s: "
+                                       f"{_message(reply.body)}")
     emulator.unload(target)
     return run
+
+
+def _message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        return str((data.get("error") or {}).get("message") or data.get("message") or data)[:200]
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")
 
 
 def prime(container, s3, target: str, work: Path) -> None:
@@ -287,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     run = measure_once(emulator, container, archive["target_model"], body)
                     runs[way].append(run)
                     log(f"{name} {way} #{i + 1}: " + ", ".join(f"{k[:-2]} {run[k]:.2f}s" for k in STAGES
-                                                             if run.get(k) is not None) + f", total {run['total_s']:.2f}s")
+                                                             if run.get(k) is not None)
+                        + (f", total {run['total_s']:.2f}s" if run["total_s"] else f"; {run['first_request_error']}"))
             result["models"][name] = {way: {**archives[way], "runs": runs[way], "median": median_of(runs[way])}
                                       for way in archives}
     finally:

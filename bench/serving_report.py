@@ -52,15 +52,24 @@ def render_cold_start(data: dict) -> str:
                          + " | ".join(_f(med.get(key)) for key, _ in STAGES) + f" | {_f(med.get('total_s'))} |")
         project, sample = ways.get("project", {}).get("median", {}), ways.get("sample", {}).get("median", {})
         if project.get("total_s") and sample.get("total_s"):
-            to_load = [k for k in ("download_s", "unpack_s", "register_s", "initialize_s")]
-            p_load = sum(project.get(k) or 0 for k in to_load)
-            s_load = sum(sample.get(k) or 0 for k in to_load)
             ratios.append(f"{name} {sample['total_s'] / project['total_s']:.2f}x to the first response "
-                          f"({s_load / p_load:.2f}x to a loaded model)")
+                          f"({_to_loaded(sample) / _to_loaded(project):.2f}x to a loaded model)")
+        elif _to_loaded(project) and _to_loaded(sample):
+            ratios.append(f"{name} {_to_loaded(sample) / _to_loaded(project):.2f}x to a loaded model")
     lines.append("")
     if ratios:
         lines += ["Sample's way / project's way: " + "; ".join(ratios) + ".", ""]
+    failed = [f"{name} {way} #{i + 1}: {run['first_request_error']}" for name, ways in data["models"].items()
+              for way, entry in ways.items() for i, run in enumerate(entry["runs"]) if run.get("first_request_error")]
+    if failed:
+        lines += ["First requests that failed after the model had loaded (their load stages count above, the "
+                  "first request and total do not): " + "; ".join(failed) + ".", ""]
     return "\n".join(lines)
+
+
+def _to_loaded(median: dict) -> float:
+    """Seconds from the request to a loaded model: download + unpack + register + initialize."""
+    return sum(median.get(k) or 0 for k in ("download_s", "unpack_s", "register_s", "initialize_s"))
 
 
 # ---------------------------------------------------------------------- load
