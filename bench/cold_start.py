@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                         + (f", total {run['total_s']:.2f}s" if run["total_s"] else f"; {run['first_request_error']}"))
             result["models"][name] = {way: {**archives[way], "runs": runs[way], "median": median_of(runs[way])}
                                       for way in archives}
+            for archive in archives.values():  # moto keeps objects on this disk: GBs per full-size model
+                s3.delete_object(Bucket="models", Key="models/" + archive["target_model"])
+            serving_report.save(result, args.out, False, log)  # what is measured survives an interruption
     finally:
         if container is not None:
             container.stop()
