@@ -143,28 +143,26 @@ class LocalBackend:
             raise model_error(model, status, data)
 
     # ------------------------------------------------------------------ the endpoint's own calls
+    def _json_call(self, method: str, path: str, what: str) -> dict:
+        status, _, data = self.request(method, path)
+        if status != 200:
+            raise EndpointError(f"local endpoint {what}: HTTP {status} {_message(data)}")
+        return json.loads(data)
+
+    def _model_path(self, model: str) -> str:
+        return "/models/" + urllib.parse.quote(self.target_models.get(model, model), safe="")
+
     def status(self) -> dict:
         """The endpoint's status: memory budget and use, each model's state, size and counters."""
-        status, _, data = self.request("GET", "/status")
-        if status != 200:
-            raise EndpointError(f"local endpoint status: HTTP {status} {_message(data)}")
-        return json.loads(data)
+        return self._json_call("GET", "/status", "status")
 
     def model_state(self, model: str) -> str:
         """``loaded``, ``loading``, ``unloading`` or ``unloaded``: where ``model`` is on the endpoint."""
-        target = self.target_models.get(model, model)
-        status, _, data = self.request("GET", f"/models/{urllib.parse.quote(target, safe='')}")
-        if status != 200:
-            raise EndpointError(f"local endpoint: HTTP {status} {_message(data)}")
-        return str(json.loads(data).get("state"))
+        return str(self._json_call("GET", self._model_path(model), "model state").get("state"))
 
     def unload(self, model: str) -> bool:
         """Unload ``model`` now (it loads again on its next request); True when it was loaded."""
-        target = self.target_models.get(model, model)
-        status, _, data = self.request("DELETE", f"/models/{urllib.parse.quote(target, safe='')}")
-        if status != 200:
-            raise EndpointError(f"local endpoint unload: HTTP {status} {_message(data)}")
-        return bool(json.loads(data).get("unloaded"))
+        return bool(self._json_call("DELETE", self._model_path(model), "unload").get("unloaded"))
 
 
 def _message(data: bytes) -> str:
