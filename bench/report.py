@@ -2,7 +2,8 @@
 between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` (the rest of the file is kept as is).
 
 ``python -m bench.report [RESULTS.json ...] [--docs docs/performance.md]`` re-renders the section
-from result files (default: every ``bench/results/*.json``).
+from result files (default: every ``bench/results/*.json`` of the handler benchmark), then the
+serving section (:mod:`bench.serving_report`: cold start and load results).
 """
 
 from __future__ import annotations
@@ -380,9 +381,10 @@ def write_docs(results: list[dict], docs: Path = DOCS) -> Path:
 
 
 def collect(paths: list[Path] | None = None, results_dir: Path = RESULTS_DIR) -> list[dict]:
-    """Load the given result files (default: every ``*.json`` in ``results_dir``), oldest first."""
-    if not paths:
-        paths = sorted(Path(results_dir).glob("*.json"))
+    """Load the given result files (default: every ``*.json`` in ``results_dir``) of this schema
+    (the serving benchmarks' files are :mod:`bench.serving_report`'s), oldest first."""
+    paths = paths or sorted(Path(results_dir).glob("*.json"))
+    paths = [p for p in paths if json.loads(Path(p).read_text(encoding="utf-8")).get("schema") in (SCHEMA, None)]
     loaded = [load(p) for p in paths]
     return sorted(loaded, key=lambda d: (d["device"]["kind"] == "cuda", d["created"]))
 
@@ -399,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.report: error: {exc}", file=sys.stderr)
         return 2
     print(write_docs(results, args.docs))
+    from bench import serving_report
+
+    print(serving_report.write_docs(args.docs))
     return 0
 
 

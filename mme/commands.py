@@ -3,12 +3,12 @@
 ``register(subparsers)`` adds them to the ``mme`` parser (``mme.cli``). Every command has
 ``--help``. Where requests go: ``--endpoint NAME`` and/or ``--stack-name NAME`` (a deployed
 stack: the ``TargetModel`` of each model comes from the stack outputs, ``--target-model
-NAME=KEY`` overrides one), or ``--local`` (the TorchServe that ``mme local up`` started).
+NAME=KEY`` overrides one), or ``--local`` (the local endpoint that ``mme local up`` started).
 
 Exit status: 0 success; 2 the command line or the input is wrong (bad option, missing or
 unreadable file, not an image, point outside the image, empty prompt, mask of another size, or
 the model answered 4xx); 1 anything else (endpoint/stack missing, server or network failure,
-TorchServe not running). Errors are one line on stderr, without a traceback (``MME_DEBUG=1``
+local endpoint not running). Errors are one line on stderr, without a traceback (``MME_DEBUG=1``
 shows it). On a terminal, slow steps show progress and elapsed time on stderr.
 """
 
@@ -155,7 +155,7 @@ def positive_int(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------------------------
-STATE_DIR_HELP = "state directory of the local server (default: $MME_STATE_DIR, $XDG_STATE_HOME/mme or ~/.local/state/mme)"
+STATE_DIR_HELP = "state directory of the local endpoint (default: $MME_STATE_DIR, $XDG_STATE_HOME/mme or ~/.local/state/mme)"
 
 
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +174,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="AWS region (default: the profile's / AWS_REGION)")
     group.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
     group.add_argument("--local", action="store_true",
-                       help="use the local TorchServe started by `mme local up`")
+                       help="use the local endpoint started by `mme local up`")
     group.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     _add_verbose(parser)
 
@@ -237,31 +237,40 @@ def register(subparsers) -> None:
     p.set_defaults(func=command(cmd_replace), mme_prog=p.prog, mme_models=("sd",))
 
     local = subparsers.add_parser(
-        "local", help="run the models on a local TorchServe (up, down, status)",
-        description="Serve the models on this machine with TorchServe on 127.0.0.1 (token authorization "
-                    "on), from the same archives the endpoint serves. `mme local up --weights tiny` needs "
-                    "no downloads: tiny random-weight models (the flow works, the pictures are noise).")
+        "local", help="serve the models on this machine as the multi-model endpoint does (up, down, status)",
+        description="Serve the models on this machine the way the multi-model endpoint serves them: "
+                    "TorchServe with the serving container's settings on 127.0.0.1 (token authorization on) "
+                    "behind a local endpoint that loads a model on its first request and unloads the least "
+                    "recently used ones when the memory budget runs short. Same archives and TargetModel "
+                    "names as the stack. `mme local up --weights tiny` needs no downloads: tiny "
+                    "random-weight models (the flow works, the pictures are noise).")
     actions = local.add_subparsers(dest="local_command", metavar="{up,down,status}", required=True)
 
-    p = actions.add_parser("up", help="package the models, start TorchServe in the background, register them",
-                           description="Package the enabled models (cdk.json enabledModels, or --models), start "
-                                       "TorchServe in the background and register them. Running it again while "
-                                       "the server runs is harmless.")
+    p = actions.add_parser("up", help="package the models, start TorchServe and the local endpoint in the background",
+                           description="Package the enabled models (cdk.json enabledModels, or --models), then start "
+                                       "TorchServe and the local endpoint in the background. Models load on their "
+                                       "first request. Running it again while they run is harmless.")
     p.add_argument("--weights", default="tiny", metavar="tiny|DIR",
                    help="'tiny' (random-weight tiny models built here, default) or a folder with one subfolder "
                         "per model (sam/, lama/, sd/) holding its weight files")
     p.add_argument("--models", metavar="LIST", help="comma-separated models to serve (default: the enabled ones)")
+    p.add_argument("--memory-budget-mib", metavar="MIB", type=positive_int,
+                   help="memory the loaded models may hold together (their workers' resident memory plus "
+                        "GPU memory); when the next model does not fit, the least recently used ones are "
+                        "unloaded (default: 90%% of the memory available at start)")
     p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     _add_verbose(p)
     p.set_defaults(func=command(cmd_local_up), mme_prog=p.prog)
 
-    p = actions.add_parser("down", help="stop the local TorchServe (no process is left behind)",
-                           description="Stop the local TorchServe and every process it started.")
+    p = actions.add_parser("down", help="stop the local endpoint and TorchServe (no process is left behind)",
+                           description="Stop the local endpoint, TorchServe and every process they started.")
     p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     p.set_defaults(func=command(cmd_local_down), mme_prog=p.prog)
 
-    p = actions.add_parser("status", help="is the local TorchServe running, where, with which models",
-                           description="Show the local server's state. Exit status 0 when it runs, 1 otherwise.")
+    p = actions.add_parser("status", help="is the local endpoint running, where, what is loaded (size, hits)",
+                           description="Show the local endpoint's state: where it listens, the memory budget, and "
+                                       "each model's TargetModel, whether it is loaded, its size and its hits. "
+                                       "Exit status 0 when it runs, 1 otherwise.")
     p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=command(cmd_local_status), mme_prog=p.prog)
@@ -479,9 +488,10 @@ def cmd_local_up(args) -> int:
         raise UsageError(f"--weights {args.weights}: give 'tiny' or a folder with one subfolder per model "
                          f"({', '.join(m + '/' for m in models)})")
     with progress.step("mme local up"):
-        state, already = local_mode.up(args.weights, models, state_override=args.state_dir, report=progress.note)
+        state, already = local_mode.up(args.weights, models, memory_budget_mib=args.memory_budget_mib,
+                                       state_override=args.state_dir, report=progress.note)
     if already:
-        print("the local TorchServe is already running")
+        print("the local endpoint is already running")
     _print_status(local_mode.status(state_override=args.state_dir))
     return EXIT_OK
 
@@ -491,7 +501,7 @@ def cmd_local_down(args) -> int:
     from mme import local_mode
 
     was_running = local_mode.down(state_override=args.state_dir)
-    print("stopped the local TorchServe" if was_running else "the local TorchServe is not running")
+    print("stopped the local endpoint" if was_running else "the local endpoint is not running")
     return EXIT_OK
 
 
@@ -507,18 +517,26 @@ def cmd_local_status(args) -> int:
     return EXIT_OK if info["running"] else EXIT_RUNTIME
 
 
+def _mib(value) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
 def _print_status(info: dict) -> None:
     if not info["running"]:
         print(f"not running (state dir {info['state_dir']})"
               + ("; a previous server is gone, `mme local up` cleans up" if info.get("stale") else ""))
         return
-    print(f"running: TorchServe at {info['inference_url']} (management {info['management_url']}), "
-          f"process group {info['process_group']}")
-    print(f"weights: {info['weights']}; state dir {info['state_dir']}; logs {info['log_dir']}")
+    print(f"running: local endpoint at {info['endpoint_url']} (TorchServe {info['inference_url']}, "
+          f"management {info['management_url']}, process group {info['process_group']})")
+    print(f"memory: {_mib(info.get('used_bytes'))} of {_mib(info['memory_budget_bytes'])} in use; "
+          f"weights: {info['weights']}; state dir {info['state_dir']}; logs {info['log_dir']}")
     for name, model in info.get("models", {}).items():
-        workers = ", ".join(model.get("workers") or []) or "no workers"
-        state = f"registered ({workers})" if model["registered"] else "not registered (registers on first use)"
-        print(f"  {name:5s} {model['target_model']}  {state}")
+        if model["state"] == "unloaded":
+            where = "not loaded (loads on first use)"
+        else:
+            where = f"{model['state']}, {_mib(model.get('size_bytes'))}"
+        counts = (f"hits {model.get('hits', 0)}, misses {model.get('misses', 0)}, loads {model.get('loads', 0)}, "
+                  f"unloads {model.get('unloads', 0)}")
+        print(f"  {name:5s} {model['target_model']}  {where}; {counts}")
     if info.get("error"):
         print(f"warning: {info['error']}")
-

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -87,6 +88,23 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def stop_process_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, to every process of group ``pgid`` until none is left; raises
+    :class:`LocalServerError` when some survive."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(pgid):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + grace
+        while time.monotonic() < end and _group_alive(pgid):
+            time.sleep(0.1)
+    if _group_alive(pgid):
+        raise LocalServerError(f"processes of process group {pgid} are still alive")
+
+
 class LocalServer:
     """One TorchServe process tree on 127.0.0.1 with a private working directory.
 
@@ -108,6 +126,8 @@ class LocalServer:
         self.process: subprocess.Popen | None = None
         self.pgid: int | None = None
         self.ports: dict[str, int] = {}
+        self._keys: tuple[int, dict] | None = None  # (key_file.json mtime_ns, keys)
+        self._renew_lock = threading.Lock()
 
     # ------------------------------------------------------------------ paths / urls
     @property
@@ -148,8 +168,29 @@ class LocalServer:
         for d in (self.workdir, self.model_store, self.tmp_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
         (self.workdir / "key_file.json").unlink(missing_ok=True)
+        self._keys = None
         self.ports = {name: free_port(self.host) for name in
                       ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
+        config_path = self.workdir / "config.properties"
+        config_path.write_text(self._properties())
+        stdout = open(self.log_dir / "torchserve.out", "ab")
+        try:
+            self.process = subprocess.Popen(self._command(config_path), cwd=self.workdir, env=self._environment(),
+                                            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        finally:
+            stdout.close()
+        self.pgid = self.process.pid
+        self._write_state()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _properties(self) -> str:
+        """The ``config.properties`` text TorchServe starts with."""
         props = {
             "inference_address": f"http://{self.host}:{self.ports['inference']}",
             "management_address": f"http://{self.host}:{self.ports['management']}",
@@ -163,29 +204,20 @@ class LocalServer:
             "default_workers_per_model": 1,
         }
         props.update(self.extra_config)
-        config_path = self.workdir / "config.properties"
-        config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _command(self, config_path: Path) -> list[str]:
+        """The launcher's command line."""
+        return [self.torchserve, "--start", "--foreground", "--ncs", "--enable-model-api",
+                "--model-store", str(self.model_store), "--ts-config", str(config_path)]
+
+    def _environment(self) -> dict[str, str]:
+        """The launcher's environment: this one, with the temp dir, logs and metrics kept private."""
         env = dict(os.environ)
         env.update({"TMPDIR": str(self.tmp_dir), "TEMP": str(self.tmp_dir),
                     "LOG_LOCATION": str(self.log_dir), "METRICS_LOCATION": str(self.log_dir)})
         env.pop("TS_CONFIG_FILE", None)
-        cmd = [self.torchserve, "--start", "--foreground", "--ncs", "--enable-model-api",
-               "--model-store", str(self.model_store), "--ts-config", str(config_path)]
-        stdout = open(self.log_dir / "torchserve.out", "ab")
-        try:
-            self.process = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=stdout,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-        finally:
-            stdout.close()
-        self.pgid = self.process.pid
-        self._write_state()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return env
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -245,18 +277,9 @@ class LocalServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._session_alive():
             time.sleep(0.1)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self._session_alive():
-                break
-            try:
-                os.killpg(self.pgid, sig)
-            except ProcessLookupError:
-                break
-            end = time.monotonic() + 5
-            while time.monotonic() < end and self._session_alive():
-                time.sleep(0.1)
-        if self._session_alive():
-            raise LocalServerError(f"processes of torchserve session {self.pgid} are still alive")
+        if self.process is not None:
+            self.process.poll()  # reap the launcher if it is our child
+        stop_process_group(self.pgid)
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
         self.process = None
         self.pgid = None
@@ -276,9 +299,16 @@ class LocalServer:
 
     # ------------------------------------------------------------------ HTTP
     def keys(self) -> dict:
-        """The current API keys from ``key_file.json``: ``{"management": ..., "inference": ...}``."""
-        data = json.loads((self.workdir / "key_file.json").read_text())
-        return {api: data[api]["key"] for api in ("management", "inference") if api in data}
+        """The current API keys from ``key_file.json``: ``{"management": ..., "inference": ...}``
+        (read again whenever the file changes)."""
+        path = self.workdir / "key_file.json"
+        stamp = path.stat().st_mtime_ns
+        cached = self._keys
+        if cached is None or cached[0] != stamp:
+            data = json.loads(path.read_text())
+            cached = (stamp, {api: data[api]["key"] for api in ("management", "inference") if api in data})
+            self._keys = cached
+        return cached[1]
 
     def renew_key(self, api: str = "inference", timeout: float = 30.0) -> str:
         """Ask TorchServe for a new ``inference`` or ``management`` key (its token API,
@@ -296,6 +326,7 @@ class LocalServer:
                                      headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
         if status != 200:
             raise LocalServerError(f"TorchServe refused a new {api} key: HTTP {status} {data[:200]!r}")
+        self._keys = None  # rewritten just now: read it again whatever its timestamp says
         try:
             return self.keys()[api]
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -311,16 +342,28 @@ class LocalServer:
             return err.code, dict(err.headers or {}), err.read()
 
     def call(self, api: str, method: str, path: str, body: bytes | None = None,
-             content_type: str | None = None, timeout: float = 120.0) -> tuple[int, dict, bytes]:
+             content_type: str | None = None, timeout: float = 120.0,
+             headers: dict | None = None) -> tuple[int, dict, bytes]:
         """One authenticated request to the ``inference`` or ``management`` API.
 
-        Returns ``(status, headers, body)``; HTTP errors are returned, not raised.
+        Returns ``(status, headers, body)``; HTTP errors are returned, not raised. When TorchServe
+        rejects the key (keys expire after an hour), a new one is fetched once and the request
+        sent again (concurrent callers renew it once, not once each).
         """
         base = self.inference_url if api == "inference" else self.management_url
-        headers = {"Authorization": f"Bearer {self.keys()[api]}"}
+        sent = dict(headers or {})
         if content_type:
-            headers["Content-Type"] = content_type
-        return self._http(method, base + path, body, headers, timeout)
+            sent["Content-Type"] = content_type
+        for attempt in (1, 2):
+            key = self.keys()[api]
+            sent["Authorization"] = f"Bearer {key}"
+            status, got, data = self._http(method, base + path, body, sent, timeout)
+            if attempt == 2 or status not in (400, 401) or b"InvalidKeyException" not in data[:300]:
+                return status, got, data
+            with self._renew_lock:
+                if self.keys()[api] == key:
+                    self.renew_key(api)
+        return status, got, data
 
     def predict(self, model_name: str, payload: dict | bytes, timeout: float = 120.0) -> tuple[int, bytes]:
         """POST a JSON request to ``/predictions/<model>``; returns ``(status, body)``."""

@@ -64,3 +64,31 @@ def local_server(tmp_path_factory, run_mme):
     assert down.returncode == 0, down.stderr
     assert session_processes(info["pgid"]) == []
     assert processes_mentioning(str(state)) == []
+
+
+@pytest.fixture(scope="session")
+def tiny_archives(tmp_path_factory) -> dict:
+    """The three tiny models packaged by the project's packager (as the stack packages them):
+    ``{model: {"artifact", "target_model", "sha256"}}``; the archives sit in one folder."""
+    from mme import local_mode, tiny
+
+    base = tmp_path_factory.mktemp("tiny-archives")
+    weights = {}
+    for name in ("sam", "lama", "sd"):
+        tiny.build(name, base / "weights" / name)
+        weights[name] = base / "weights" / name
+    packaged = local_mode.package_models(weights, base / "artifacts", lambda message: None)
+    return {name: {**info, "artifact": Path(info["artifact"])} for name, info in packaged.items()}
+
+
+@pytest.fixture(scope="session")
+def sagemaker_container(tmp_path_factory):
+    """TorchServe started as the serving container starts it (toolkit properties +
+    container/config.properties), one for the session; stopped at the end, nothing left."""
+    from mme.sagemaker_container import SageMakerContainer
+
+    container = SageMakerContainer(tmp_path_factory.mktemp("sagemaker-container") / "server").start()
+    pgid = container.pgid
+    yield container
+    container.stop()
+    assert session_processes(pgid) == []

@@ -1,11 +1,13 @@
-"""The editing flow through the ``mme`` CLI against a real local TorchServe serving the packaged
-tiny models (one server for the session: ``local_server`` in conftest.py), on photographs that
-ship with scikit-image (nobody here made them): select -> erase, select -> replace, and the
-one-line errors with their exit codes."""
+"""The editing flow through the ``mme`` CLI against the real local endpoint (TorchServe with the
+serving container's settings) serving the packaged tiny models (one for the session:
+``local_server`` in conftest.py), on photographs that ship with scikit-image (nobody here made
+them): select -> erase, select -> replace, loading after an unload, and the one-line errors with
+their exit codes."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -46,9 +48,9 @@ def assert_one_line_error(result, command: str, code: int, *fragments: str) -> N
 
 def test_local_up_reported_the_models(local_server):
     out = local_server["up"].stdout
-    assert "running: TorchServe at http://127.0.0.1:" in out
+    assert "running: local endpoint at http://127.0.0.1:" in out
     for name in ("sam", "lama", "sd"):
-        assert f"  {name}" in out and "registered (READY)" in out
+        assert re.search(rf"^  {name} +{name}-[0-9a-f]{{16}}\.tar\.gz  not loaded \(loads on first use\)", out, re.M), out
 
 
 def test_select_then_erase(local_server, photos, run_mme, tmp_path):
@@ -93,27 +95,38 @@ def test_select_then_replace_is_reproducible(local_server, photos, run_mme, tmp_
     assert np.array_equal(outputs[0], outputs[1])  # same seed, same picture
 
 
-def test_model_registers_on_first_use(local_server, photos, run_mme, tmp_path):
-    """Like a multi-model endpoint, a model that is not loaded is registered by the first request."""
-    from mme.local_mode import attach_server, read_state
+def test_model_loads_again_after_an_unload(local_server, photos, run_mme, tmp_path):
+    """Like a multi-model endpoint, a model that is not loaded is loaded by its next request; the
+    status shows what is loaded, its size and its hits."""
+    from mme.client import LocalBackend
 
-    server = attach_server(read_state(local_server["state_dir"]))
-    server.unregister("lama")
-    assert "lama" not in server.models()
+    backend = LocalBackend.from_state(local_server["state_dir"])
     mask = np.zeros((300, 451), np.uint8)
     mask[100:140, 180:240] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    result = run_mme("erase", photos["chelsea"], "--mask", tmp_path / "mask.png", "-o", tmp_path / "out.webp",
-                     "-v", *local(local_server))
+    args = ("erase", photos["chelsea"], "--mask", tmp_path / "mask.png", "-o", tmp_path / "out.webp", *local(local_server))
+    assert run_mme(*args).returncode == 0
+    before = json.loads(run_mme("local", "status", "--json", *local(local_server)[1:]).stdout)["models"]["lama"]
+    assert before["state"] == "loaded" and before["size_bytes"] > 0
+
+    assert backend.unload("lama") and not backend.unload("lama")
+    assert json.loads(run_mme("local", "status", "--json", *local(local_server)[1:]).stdout)["models"]["lama"][
+        "state"] == "unloaded"
+    result = run_mme(*args, "-v")
     assert result.returncode == 0, result.stderr
-    assert "registering lama" in result.stderr
-    assert "lama" in server.models()
+    assert "registering lama (lama-" in result.stderr       # said before the wait for the load
     assert Image.open(tmp_path / "out.webp").size == (451, 300)
+    status = run_mme("local", "status", *local(local_server)[1:])
+    after = json.loads(run_mme("local", "status", "--json", *local(local_server)[1:]).stdout)["models"]["lama"]
+    assert after["state"] == "loaded" and after["loads"] == before["loads"] + 1
+    assert after["unloads"] == before["unloads"] + 1 and after["misses"] == before["misses"] + 1
+    assert re.search(r"^  lama +lama-[0-9a-f]{16}\.tar\.gz  loaded, [\d,]+ MiB; hits \d+, misses \d+, loads \d+",
+                     status.stdout, re.M), status.stdout
 
 
 def test_library_reuses_image_id_and_renews_the_key(local_server, photos):
     """From Python: the second click on the same image sends only its image_id and hits SAM's
-    embedding cache; a rejected TorchServe key is renewed transparently."""
+    embedding cache; a TorchServe key that stops working is renewed by the endpoint."""
     from mme.client import EditingClient, LocalBackend
 
     backend = LocalBackend.from_state(local_server["state_dir"])
@@ -127,13 +140,23 @@ def test_library_reuses_image_id_and_renews_the_key(local_server, photos):
     assert second.image_id == first.image_id and second.embedding_cached
     assert first.mask.size == second.mask.size == (451, 300)
 
-    key_file = backend.server.workdir / "key_file.json"
+    key_file = local_server["state_dir"] / "server" / "key_file.json"
     keys = json.loads(key_file.read_text())
     keys["inference"]["key"] = "not-the-key"
     key_file.write_text(json.dumps(keys))
     third = client.select(None, [(10, 10)], image_id=first.image_id)
     assert third.embedding_cached
     assert json.loads(key_file.read_text())["inference"]["key"] != "not-the-key"
+
+
+def test_the_endpoint_wants_its_token(local_server):
+    from mme.client import EndpointError, LocalBackend
+
+    good = LocalBackend.from_state(local_server["state_dir"])
+    wrong = LocalBackend(good.endpoint_url, "not-the-token", good.target_models)
+    with pytest.raises(EndpointError, match="Authorization: Bearer"):
+        wrong.invoke("sam", {"image_id": "0" * 64, "gen_args": {"point_coords": [[1, 1]], "point_labels": [1]}})
+    assert oct((local_server["state_dir"] / "endpoint_token").stat().st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize("case", ["missing file", "not an image", "point outside", "labels mismatch",
@@ -176,7 +199,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, local_server, photos, run_mme
 def test_runtime_errors_exit_1(run_mme, photos, tmp_path):
     result = run_mme("select", photos["chelsea"], "--point", "1,1", "-o", tmp_path / "m.png",
                      "--local", "--state-dir", tmp_path / "nothing-here")
-    assert_one_line_error(result, "select", 1, "no local TorchServe is running", "mme local up")
+    assert_one_line_error(result, "select", 1, "no local endpoint is running", "mme local up")
 
 
 def test_usage_errors_exit_2(run_mme, photos, tmp_path):

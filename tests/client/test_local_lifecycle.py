@@ -1,6 +1,7 @@
-"""``mme local up|down|status`` lifecycle on a real TorchServe (one model, its own state dir):
-``up`` twice is harmless, ``down`` leaves no process behind (Java frontend, Python launcher,
-model workers), and the state is reported honestly at each step."""
+"""``mme local up|down|status`` lifecycle on a real TorchServe and local endpoint (tiny models, their
+own state dir): ``up`` twice is harmless, models load on first use and the least recently used one
+is unloaded when the memory budget runs short, ``down`` leaves no process behind (endpoint, Java
+frontend, Python launcher, model workers), and the state is reported honestly at each step."""
 
 from __future__ import annotations
 
@@ -9,64 +10,96 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import psutil
 import pytest
-from client_support import processes_mentioning, session_processes
+from client_support import processes_mentioning, sample_photo, session_processes
+from PIL import Image
 
 pytestmark = pytest.mark.torchserve
 
 
-def test_up_twice_then_down_leaves_nothing(tmp_path, run_mme, mme_env):
-    weights = tmp_path / "weights"
-    built = subprocess.run([sys.executable, "-m", "mme.tiny", "sam", str(weights / "sam")], env=mme_env,
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    state = tmp_path / "state"
+def workers(state) -> list:
+    return [p for p in processes_mentioning(str(state)) if "model_service_worker" in " ".join(p.cmdline())]
 
-    first = run_mme("local", "up", "--weights", weights, "--models", "sam", "--state-dir", state)
+
+@pytest.fixture
+def state(tmp_path, run_mme):
+    """A state dir, brought down after the test whatever happened in it."""
+    yield tmp_path / "state"
+    run_mme("local", "down", "--state-dir", tmp_path / "state")
+
+
+def test_up_twice_then_down_leaves_nothing(tmp_path, state, run_mme, mme_env):
+    weights = tmp_path / "weights"
+    for model in ("sam", "lama"):
+        built = subprocess.run([sys.executable, "-m", "mme.tiny", model, str(weights / model)], env=mme_env,
+                               capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, built.stderr
+
+    # a budget of 1 MiB holds one model at a time: each load unloads the other
+    first = run_mme("local", "up", "--weights", weights, "--models", "sam,lama", "--memory-budget-mib", "1",
+                    "--state-dir", state)
     assert first.returncode == 0, first.stderr
-    assert "sam" in first.stdout and "registered (READY)" in first.stdout
+    assert "not loaded (loads on first use)" in first.stdout and "of 1 MiB in use" in first.stdout
     server = json.loads((state / "server" / "local_server.json").read_text())
     pgid = server["pgid"]
-    before = {p.pid for p in session_processes(pgid)}
+    endpoint = json.loads((state / "local.json").read_text())["endpoint"]
     java = [p for p in processes_mentioning(str(state)) if p.name() == "java"]
-    workers = [p for p in processes_mentioning(str(state)) if "model_service_worker" in " ".join(p.cmdline())]
-    assert len(java) == 1 and len(workers) == 1, [p.cmdline()[:3] for p in processes_mentioning(str(state))]
-    assert {java[0].pid, workers[0].pid} <= before
-    # detached: it outlived the `mme local up` process, in a session of its own
-    assert psutil.pid_exists(pgid) and os.getsid(pgid) == pgid != os.getsid(0)
+    assert len(java) == 1 and workers(state) == [], [p.cmdline()[:3] for p in processes_mentioning(str(state))]
+    assert java[0].pid in {p.pid for p in session_processes(pgid)}
+    assert [p.pid for p in session_processes(endpoint["pid"])] == [endpoint["pid"]]
+    # detached: both outlived the `mme local up` process, each in a session of its own
+    for leader in (pgid, endpoint["pid"]):
+        assert psutil.pid_exists(leader) and os.getsid(leader) == leader != os.getsid(0)
 
-    again = run_mme("local", "up", "--weights", weights, "--models", "sam", "--state-dir", state)
+    again = run_mme("local", "up", "--weights", weights, "--models", "sam,lama", "--state-dir", state)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("the local TorchServe is already running")
+    assert again.stdout.startswith("the local endpoint is already running")
     assert json.loads((state / "server" / "local_server.json").read_text())["pgid"] == pgid
-    assert {p.pid for p in session_processes(pgid)} == before          # nothing new started
     assert len([p for p in processes_mentioning(str(state)) if p.name() == "java"]) == 1
 
     other = run_mme("local", "up", "--weights", "tiny", "--models", "sam", "--state-dir", state)
     assert other.returncode == 1
     assert other.stderr.strip() == (f"mme local up: error: the local server already runs with weights {weights}; "
                                     "run `mme local down` first to switch")
+    budget = run_mme("local", "up", "--weights", weights, "--models", "sam,lama", "--memory-budget-mib", "2",
+                     "--state-dir", state)
+    assert budget.returncode == 1 and "memory budget of 1 MiB" in budget.stderr
+
+    photo = sample_photo("chelsea.png")
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.full((300, 451), 255, np.uint8)).save(mask)
+    loc = ("--local", "--state-dir", state)
+    assert run_mme("select", photo, "--point", "10,10", "-o", tmp_path / "m.png", *loc).returncode == 0
+    assert len(workers(state)) == 1
+    assert run_mme("erase", photo, "--mask", mask, "-o", tmp_path / "e.png", *loc).returncode == 0
+    assert len(workers(state)) == 1                      # sam made room for lama
 
     status = run_mme("local", "status", "--json", "--state-dir", state)
     assert status.returncode == 0, status.stderr
     info = json.loads(status.stdout)
-    assert info["running"] and info["process_group"] == pgid
-    assert info["models"]["sam"]["registered"] and info["models"]["sam"]["workers"] == ["READY"]
-    assert info["inference_url"].startswith("http://127.0.0.1:")
+    assert info["running"] and info["process_group"] == pgid and info["endpoint_pid"] == endpoint["pid"]
+    assert info["memory_budget_bytes"] == 2**20 and info["endpoint_url"].startswith("http://127.0.0.1:")
+    sam, lama = info["models"]["sam"], info["models"]["lama"]
+    assert (sam["state"], sam["loads"], sam["unloads"], sam["hits"] + sam["misses"]) == ("unloaded", 1, 1, 1)
+    assert (lama["state"], lama["loads"], lama["unloads"]) == ("loaded", 1, 0)
+    assert lama["size_bytes"] == info["used_bytes"] > 0 and lama["worker_pids"] == [workers(state)[0].pid]
+    everything = {p.pid for p in processes_mentioning(str(state))}
 
     down = run_mme("local", "down", "--state-dir", state)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "stopped the local TorchServe"
-    assert session_processes(pgid) == []
+    assert down.stdout.strip() == "stopped the local endpoint"
+    assert session_processes(pgid) == [] and session_processes(endpoint["pid"]) == []
     assert processes_mentioning(str(state)) == []
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in before)
+                   for pid in everything)
+    assert not (state / "models").exists() and not (state / "endpoint_token").exists()
 
     status = run_mme("local", "status", "--state-dir", state)
     assert status.returncode == 1 and status.stdout.startswith("not running")
     down = run_mme("local", "down", "--state-dir", state)
-    assert down.returncode == 0 and down.stdout.strip() == "the local TorchServe is not running"
+    assert down.returncode == 0 and down.stdout.strip() == "the local endpoint is not running"
 
 
 def test_up_rejects_bad_weights_and_models(tmp_path, run_mme):
