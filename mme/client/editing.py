@@ -172,7 +172,8 @@ class EditingClient:
     # ------------------------------------------------------------------ erase (LaMa)
     def erase(self, image: ImageLike, mask: ImageLike) -> Image.Image:
         """Remove the masked object and fill the hole from its surroundings (LaMa). Returns an RGB
-        image of the input's size; pixels outside the mask are the input's."""
+        image (RGBA when the input has transparency) of the input's displayed size; pixels outside
+        the mask are the input's."""
         encoded = encode_image(image)
         mask_arr = load_mask(mask, encoded.size)
         answer = self.backend.invoke(ERASE_MODEL, {"image": encoded.b64, "mask_image": encode_mask(mask_arr)})
@@ -182,8 +183,9 @@ class EditingClient:
     def replace(self, image: ImageLike, mask: ImageLike, prompt: str, negative_prompt: str | None = None,
                 seed: int | None = None, steps: int | None = None, guidance: float | None = None) -> Image.Image:
         """Repaint the masked area from ``prompt`` (Stable Diffusion 2 inpainting). Returns an RGB
-        image of the input's size; pixels outside the mask are the input's. The seed used is in
-        ``result.info["seed"]`` (pass it back to reproduce the result)."""
+        image (RGBA when the input has transparency) of the input's displayed size; pixels outside
+        the mask are the input's. The seed used is in ``result.info["seed"]`` (pass it back to
+        reproduce the result)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty: say what to paint into the mask")
         if len(prompt) > MAX_PROMPT_CHARS:
@@ -223,7 +225,8 @@ class EditingClient:
         if img.size != encoded.size:
             raise EndpointError(f"{model} returned a {img.size[0]}x{img.size[1]} image for a "
                                 f"{encoded.width}x{encoded.height} input")
-        img = img.convert("RGB") if img.mode != "RGB" else img
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
         for key, value in answer.items():
             if key != "generated_image":
                 img.info[key] = value

@@ -78,9 +78,10 @@ def test_decode_supported_formats(fmt):
         assert np.array_equal(np.asarray(out), img)
 
 
-def test_decode_converts_modes_and_takes_first_frame():
+def test_decode_keeps_alpha_and_takes_first_frame():
     rgba = Image.fromarray(np.dstack([sample_image(9, 7), np.full((7, 9), 128, np.uint8)]), "RGBA")
-    assert ms.decode_image(png_bytes(rgba), "image").mode == "RGB"
+    assert ms.decode_image(png_bytes(rgba), "image").mode == "RGBA"
+    assert ms.decode_image(png_bytes(rgba), "image", mode="RGB").mode == "RGB"
     frames = [Image.fromarray(sample_image(9, 7, seed=s)) for s in range(3)]
     buf = io.BytesIO()
     frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], lossless=True)
