@@ -31,6 +31,7 @@ from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mme_serving import (
     Arg,
     ConfigError,
@@ -46,6 +47,7 @@ from mme_serving import (
     load_json_overrides,
     resolve_file,
 )
+from mme_serving import weights
 from mme_serving.errors import (
     INVALID_ARGUMENT,
     INVALID_FIELD,
@@ -139,12 +141,13 @@ class SamHandler(ServingHandler):
         arch.update(load_json_overrides(self.model_dir, s.get_str("arch_file", "weights/arch.json")))
         ckpt = resolve_file(self.model_dir, s.get("checkpoint", ["weights/sam_*.pth", "weights/*.pth"]),
                             "SAM checkpoint")
-        model = build_sam(arch)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        model.load_state_dict(state, strict=True)
-        self.model = model.to(self.device).eval()
+        # built without random init, tensors assigned from the mapped file, moved to the device once
+        with weights.ReadAhead([ckpt]):
+            state = weights.torch_checkpoint(ckpt)
+            if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+                state = state["model"]
+            self.model = weights.assign(weights.empty(lambda: build_sam(arch)), state, self.device)
+            del state
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         with torch.no_grad():  # the prompt encoder's positional grid: the same for every click
             self.dense_pe = self.model.prompt_encoder.get_dense_pe()
@@ -273,7 +276,20 @@ class SamHandler(ServingHandler):
             embedding = self.embed(job.image)
             cached = False
         self.cache.put(job.image_id, embedding)
+        low_res, score = self.decode(job, embedding)
+        mask = self.upscale(low_res, embedding)
+        if job.dilate > 1:
+            mask = dilate(mask, job.dilate)
+        return {
+            "generated_image": self.encode(mask),
+            "score": score,
+            "image_id": job.image_id,
+            "embedding_cached": cached,
+        }
 
+    def decode(self, job: SimpleNamespace, embedding: SimpleNamespace) -> tuple[torch.Tensor, float]:
+        """Prompt encoder + mask decoder: the best-scoring low-resolution mask logits (1, 1, 256,
+        256) and its predicted IoU."""
         model, dev = self.model, self.device
         points = None
         if job.coords is not None:
@@ -291,13 +307,22 @@ class SamHandler(ServingHandler):
         )
         scores = iou[0].tolist()  # one device->host copy for the choice and the score
         best = scores.index(max(scores))  # the first best, as torch.argmax
-        logits = model.postprocess_masks(low_res[:, best:best + 1], embedding.input_size, embedding.original_size)
-        mask = (logits[0, 0] > model.mask_threshold).cpu().numpy()
-        if job.dilate > 1:
-            mask = dilate(mask, job.dilate)
-        return {
-            "generated_image": encode_png_b64(mask, self.png_compress_level),
-            "score": scores[best],
-            "image_id": job.image_id,
-            "embedding_cached": cached,
-        }
+        return low_res[:, best:best + 1], scores[best]
+
+    def upscale(self, low_res: torch.Tensor, embedding: SimpleNamespace) -> np.ndarray:
+        """The mask at the image's size, (H, W) bool: ``Sam.postprocess_masks`` (bilinear to the
+        encoder's input, crop the padding, bilinear to the image's size) and the threshold. The
+        last resize is skipped when the image's longest side is the encoder's input size (1024):
+        it would resize to the same size, which bilinear interpolation leaves unchanged."""
+        model = self.model
+        size = model.image_encoder.img_size
+        logits = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
+        h, w = embedding.input_size
+        logits = logits[..., :h, :w]
+        if tuple(embedding.original_size) != (h, w):
+            logits = F.interpolate(logits, embedding.original_size, mode="bilinear", align_corners=False)
+        return (logits[0, 0] > model.mask_threshold).cpu().numpy()
+
+    def encode(self, mask: np.ndarray) -> str:
+        """The mask as a base64 PNG (0/255)."""
+        return encode_png_b64(mask, self.png_compress_level)

@@ -6,10 +6,13 @@ Request (JSON; the shared contract of ``mme_serving``)::
      "prompt": "a red vase", "negative_prompt": "blurry",            # negative_prompt optional
      "gen_args": {"num_inference_steps": 25, "guidance_scale": 7.5, "seed": 42}}  # all optional
 
-Response: ``{"generated_image": <base64 PNG, the input's size>, "seed": <the seed used>}``.
-Pixels outside the mask are the input's, byte for byte. Without ``seed`` a random one is drawn
-and returned, so any result can be reproduced; with the same seed and inputs the same bytes come
-back (on the same hardware and software; a CUDA and a CPU generator give different noise).
+Response: ``{"generated_image": <base64 PNG, the input's displayed size>, "seed": <the seed used>}``.
+Pixels outside the mask are the input's (as decoded: display orientation, 8-bit), byte for byte.
+Without ``seed`` a random one is drawn and returned, so any result can be reproduced; with the
+same seed and inputs the same bytes come back (on the same hardware and software; a CUDA and a
+CPU generator give different noise). An input with transparency is seen by the model
+composited over white and comes back RGBA: its alpha unchanged outside the mask, opaque inside
+it (the new content is painted).
 
 Bad input -> 400 ``{"error": {"code", "message"}}`` for that request only: missing/empty prompt
 (``missing_field``/``empty_prompt``), prompt over ``max_prompt_chars`` characters or over the text
@@ -52,15 +55,18 @@ requests of a TorchServe batch that share steps and guidance in one pipeline cal
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import secrets
 from typing import Any
 
+import numpy as np
 import torch
 from mme_serving import Arg, ConfigError, Request, RequestError, ServingHandler, encode_png_b64
+from mme_serving.ops import alpha_inside_mask
+from mme_serving.pixels import flatten
 from sd_crop import mask_bbox, paste_back, plan_crop, prepare_canvas
+from sd_pipeline import has_variant, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +97,11 @@ def make_scheduler(name: str, config: Any):
     raise ConfigError(f"unknown scheduler {name!r}")
 
 
-def _has_variant(weights_dir: str, variant: str) -> bool:
-    """True when every network folder holds ``*.<variant>.safetensors`` (or .bin) files."""
-    for sub in ("unet", "vae", "text_encoder"):
-        pattern = os.path.join(weights_dir, sub, f"*.{variant}.*")
-        if not glob.glob(pattern):
-            return False
-    return True
-
-
 class SDInpaintHandler(ServingHandler):
     """Stable Diffusion 2 inpainting: replace the masked region of an image from a text prompt."""
 
     def load_model(self) -> None:
         """Load the diffusers pipeline from ``weights/`` with the configured scheduler/precision."""
-        from diffusers import StableDiffusionInpaintPipeline
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
 
@@ -114,8 +110,6 @@ class SDInpaintHandler(ServingHandler):
         transformers_logging.disable_progress_bar()
         s = self.settings
         weights_dir = os.path.join(self.model_dir, s.get_str("weights_dir", "weights"))
-        if not os.path.isfile(os.path.join(weights_dir, "model_index.json")):
-            raise ConfigError(f"no diffusers pipeline (model_index.json) under {weights_dir}")
 
         dtype_name = s.get_str("dtype", "auto", choices=("auto", *_DTYPES))
         if dtype_name == "auto":
@@ -123,7 +117,7 @@ class SDInpaintHandler(ServingHandler):
         else:
             dtype = _DTYPES[dtype_name]
         variant = s.get_str("variant", "fp16") or None
-        if variant and not _has_variant(weights_dir, variant):
+        if variant and not has_variant(weights_dir, variant):
             logger.info("no '%s' variant files under %s; loading the default files", variant, weights_dir)
             variant = None
 
@@ -140,17 +134,8 @@ class SDInpaintHandler(ServingHandler):
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
 
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(
-            weights_dir,
-            variant=variant,
-            dtype=dtype,
-            safety_checker=None,  # off on purpose: see the module docstring
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=True,
-        )
+        pipe = load_pipeline(weights_dir, self.device, dtype, variant)  # safety checker off: see above
         pipe.scheduler = make_scheduler(self.scheduler_name, pipe.scheduler.config)
-        pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.tokenizer = pipe.tokenizer
@@ -194,7 +179,7 @@ class SDInpaintHandler(ServingHandler):
         if seed is None:
             seed = secrets.randbelow(SEED_MAX + 1)
         plan = plan_crop(image.size, mask_bbox(mask), native=self.native, context=self.context_ratio)
-        canvas, canvas_mask = prepare_canvas(image, mask, plan, cell=self.cell)
+        canvas, canvas_mask = prepare_canvas(flatten(image), mask, plan, cell=self.cell)
         return {
             "image": image, "mask": mask, "plan": plan, "canvas": canvas, "canvas_mask": canvas_mask,
             "prompt": prompt, "negative_prompt": negative, "seed": seed,
@@ -221,6 +206,10 @@ class SDInpaintHandler(ServingHandler):
 
     def _respond(self, item: dict, generated) -> dict:
         result = paste_back(item["image"], item["mask"], generated, item["plan"])
+        if result.mode == "RGBA":  # the painted pixels are opaque; the input's alpha elsewhere
+            pixels = np.array(result)
+            pixels[..., 3] = alpha_inside_mask(pixels[..., 3], item["mask"], "opaque")
+            result = pixels
         return {"generated_image": encode_png_b64(result, self.png_compress_level), "seed": item["seed"]}
 
     def infer(self, item: dict) -> dict:
