@@ -163,48 +163,58 @@ def render_results(data: dict) -> str:
 
     # Latency
     cpu_col = kind == "cpu"
-    lines += ["Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
-              + ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to the "
-                 "other jobs on this machine than wall time):" if cpu_col else ":"), "",
-              "| model | variant | request | n | p50 | p95 |" + (" CPU time p50 |" if cpu_col else "") + " what |",
-              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if cpu_col else "") + " --- |"]
+    rows = []
     for name, model in data["models"].items():
         for variant, run in model["runs"].items():
             for rname, req in (run.get("requests") or {}).items():
                 if req.get("error"):
-                    lines.append(f"| {name} | {variant} | {rname} | | failed | |" + (" |" if cpu_col else "")
-                                 + f" {req['error'][:120]} |")
+                    rows.append(f"| {name} | {variant} | {rname} | | failed | |" + (" |" if cpu_col else "")
+                                + f" | {req['error'][:120]} |")
                     continue
-                lines.append(f"| {name} | {variant} | {rname} | {req['n']} | {_ms(req['p50_ms'])} | "
-                             f"{_ms(req['p95_ms'])} |" + (f" {_ms(req.get('cpu_p50_ms'))} |" if cpu_col else "")
-                             + f" {req.get('description', '')} |")
-    lines.append("")
+                rows.append(f"| {name} | {variant} | {rname} | {req['n']} | {_ms(req['p50_ms'])} | "
+                            f"{_ms(req['p95_ms'])} |" + (f" {_ms(req.get('cpu_p50_ms'))} |" if cpu_col else "")
+                            + f" {_f(req.get('peak_mib'), '{:,.0f}')} | {req.get('description', '')} |")
+    if rows:
+        lines += ["Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
+                  + ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to the "
+                     "other jobs on this machine than wall time)" if cpu_col else "")
+                  + f"; peak = the worker's {'peak RSS' if cpu_col else 'peak GPU memory'} over these requests, MiB:", "",
+                  "| model | variant | request | n | p50 | p95 |" + (" CPU time p50 |" if cpu_col else "") + " peak | what |",
+                  "| --- | --- | --- | --- | --- | --- |" + (" --- |" if cpu_col else "") + " --- | --- |"]
+        lines += rows + [""]
 
     # Comparisons
     comps = [(name, c) for name, model in data["models"].items() for c in model.get("comparisons", [])]
     if comps:
-        lines += ["Handler vs the original sample's way (same run, same weights, same inputs; ratio = baseline / handler):", "",
-                  "| model | comparison | handler | baseline | ratio |", "| --- | --- | --- | --- | --- |"]
+        lines += ["Handler vs the original sample's way, and vs the version before (`before`), same run, same "
+                  "weights, same inputs; ratio = baseline (or before) / handler:", "",
+                  "| model | comparison | handler | baseline or before | ratio |", "| --- | --- | --- | --- | --- |"]
         for name, c in comps:
             unit = c.get("unit", "ms")
-            fmt = (lambda v: _ms(v)) if unit == "ms" else (lambda v: _f(v, "{:,.1f}"))
-            suffix = "" if unit == "ms" else f" {unit}"
+            if unit == "ms":
+                fmt, suffix = _ms, ""
+            elif unit == "x":
+                fmt, suffix = (lambda v: _f(v, "{:.2f}x")), ""
+            else:
+                fmt, suffix = (lambda v: _f(v, "{:,.2f}" if unit == "s" else "{:,.1f}")), f" {unit}"
             lines.append(f"| {name} | {c['what']} | {fmt(c.get('handler'))}{suffix} | "
                          f"{fmt(c.get('baseline'))}{suffix} | {_f(c.get('ratio'), '{:.2f}x')} |")
         lines.append("")
 
     # Memory
     lines += [f"Memory, MiB ({mem_label}):", "",
-              "| model | variant | before load | loaded | load peak | inference peak | footprint | original sample, A10G |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| model | variant | before load | loaded | load peak | load peak / loaded | inference peak | footprint | original sample, A10G |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, model in data["models"].items():
         for variant, run in model["runs"].items():
             if run.get("error"):
                 continue
             m = run["memory"]
             orig = ORIGINAL_A10G_MIB.get(name) if variant == "handler" else None
+            peak_ratio = m["load_peak_mib"] / m["loaded_mib"] if m.get("load_peak_mib") and m.get("loaded_mib") else None
             lines.append(f"| {name} | {variant} | {_f(m.get('before_load_mib'), '{:,.0f}')} | {_f(m.get('loaded_mib'), '{:,.0f}')} | "
-                         f"{_f(m.get('load_peak_mib'), '{:,.0f}')} | {_f(m.get('inference_peak_mib'), '{:,.0f}')} | "
+                         f"{_f(m.get('load_peak_mib'), '{:,.0f}')} | {_f(peak_ratio, '{:.2f}x')} | "
+                         f"{_f(m.get('inference_peak_mib'), '{:,.0f}')} | "
                          f"{_f(m.get('footprint_mib'), '{:,.0f}')} | {_f(orig, '{:,}')} |")
     lines.append("")
     if kind == "cuda":

@@ -105,7 +105,7 @@ def run(spec: dict) -> dict:
 
     ctx = make_context(spec["model"], model_dir, spec["yaml_config"], device)
     t0 = time.perf_counter()
-    if spec["variant"] == "handler":
+    if spec.get("implementation", spec["variant"]) == "handler":
         cls = load_handler_class(model_dir)
     else:
         sys.path.insert(0, str(REPO))
@@ -173,7 +173,7 @@ def run(spec: dict) -> dict:
     else:
         mem["footprint_mib"] = max(load_peak["peak_mib"], inf_peak or 0)
     result["memory"] = mem
-    if spec["variant"] == "handler":
+    if spec.get("implementation", spec["variant"]) == "handler":
         result["handler_info"] = {k: str(getattr(handler, k)) for k in
                                   ("encoder_dtype", "scheduler_name", "default_steps", "kind", "device")
                                   if hasattr(handler, k)}
