@@ -52,6 +52,7 @@ LABELS = {
     ("lama", "baseline"): "whole image at full resolution (hd_strategy: original; the original sample's way)",
     ("sd", "handler"): "project handler (crop at 512, scheduler and steps of model-config.yaml; fp16 on GPU)",
     ("sd", "baseline"): "original sample's way (pipeline defaults: PNDM, 50 steps, guidance 10; fp16 GPU / fp32 CPU)",
+    ("sd", "fp16"): "project handler with dtype float16: the fp16 files kept as they are (the GPU path's load, on CPU)",
 }
 
 
@@ -205,9 +206,9 @@ def _step_pair(reqs: dict, key: str = "p50_ms") -> tuple[float | None, float | N
 
 
 # ---------------------------------------------------------------------- running
-def run_worker(spec: dict, work: Path, timeout: float, log=print) -> dict:
+def run_worker(spec: dict, work: Path, timeout: float, log=print, tag: str | None = None) -> dict:
     """Run one worker process; its result dict (``error`` set when it failed)."""
-    tag = f"{spec['model']}-{spec['variant']}"
+    tag = f"{spec['model']}-{tag or spec['variant']}"
     spec_path, out_path, log_path = work / f"{tag}.spec.json", work / f"{tag}.result.json", work / f"{tag}.log"
     spec_path.write_text(json.dumps(spec, indent=2))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -237,6 +238,8 @@ def run_worker(spec: dict, work: Path, timeout: float, log=print) -> dict:
 def _requests(requests: list, args) -> list[dict]:
     out = []
     for rt in requests:
+        if args.only_requests and rt.name not in args.only_requests:
+            continue
         d = rt.to_dict()
         if args.iterations is not None:
             d["iterations"] = max(1, args.iterations)
@@ -261,6 +264,9 @@ def run_model(name: str, profile: dict, args, work: Path, threads: int, log=prin
         variants.append(("before", "handler", before_dir, before_cfg, plan["handler"]))
     model_dir, yaml_cfg = assemble_model_dir(name, weights, work / "models", overrides)
     variants.append(("handler", "handler", model_dir, yaml_cfg, plan["handler"]))
+    for variant, handler_overrides in (plan.get("handler_variants") or {}).items():
+        extra_dir, extra_cfg = assemble_model_dir(name, weights, work / variant, {**overrides, **handler_overrides})
+        variants.append((variant, "handler", extra_dir, extra_cfg, plan["handler"]))
     if plan["baseline"] and not args.no_baseline:
         if name in HANDLER_BASELINES:
             base_dir, base_cfg = assemble_model_dir(name, weights, work / "baseline",
@@ -269,19 +275,43 @@ def run_model(name: str, profile: dict, args, work: Path, threads: int, log=prin
         else:
             variants.append(("baseline", "baseline", model_dir, yaml_cfg, plan["baseline"]))
     entry = {"weights_dir": str(weights), "weights_build_s": build_s, "runs": {}}
+    specs = []
     for variant, implementation, mdir, cfg, requests in variants:
+        requests = _requests(requests, args)
         if not requests and not plan.get("load_only"):
             continue
         label = LABELS.get((name, variant), variant)
         if variant == "before":
             label = f"the handler of {args.compare_label or args.compare_sources}"
-        spec = {"model": name, "variant": variant, "implementation": implementation, "label": label,
-                "device": args.device, "model_dir": str(mdir), "yaml_config": cfg,
-                "requests": _requests(requests, args), "threads": threads,
-                "settings": {"handler": cfg.get("handler", {})} if implementation == "handler" else {}}
-        entry["runs"][variant] = run_worker(spec, work, args.timeout, log)
+        specs.append({"model": name, "variant": variant, "implementation": implementation, "label": label,
+                      "device": args.device, "model_dir": str(mdir), "yaml_config": cfg,
+                      "requests": requests, "threads": threads,
+                      "settings": {"handler": cfg.get("handler", {})} if implementation == "handler" else {}})
+    attempts: dict[str, list] = {spec["variant"]: [] for spec in specs}
+    for round_ in range(max(1, args.repeat)):  # variants interleaved: before, now, before, now...
+        for spec in specs:
+            tag = spec["variant"] if args.repeat <= 1 else f"{spec['variant']}-{round_ + 1}"
+            attempts[spec["variant"]].append(run_worker(spec, work, args.timeout, log, tag=tag))
+    for variant, results in attempts.items():
+        entry["runs"][variant] = median_load_run(results)
     entry["comparisons"], entry["estimates"] = compare(name, entry["runs"])
     return entry
+
+
+def median_load_run(results: list[dict]) -> dict:
+    """The run whose load / cold read is the median of ``results`` (one worker process each), with
+    every attempt's load figures attached (``load_attempts``) when there were several."""
+    good = [r for r in results if not r.get("error")]
+    if len(results) == 1 or not good:
+        return results[0]
+    good.sort(key=lambda r: r.get("load_to_cold_read_ratio") or 0.0)
+    chosen = dict(good[(len(good) - 1) // 2])
+    chosen["load_attempts"] = [
+        {"load_s": r.get("load_s"), "read_cold_s": (r.get("weights") or {}).get("read_cold_s"),
+         "load_to_cold_read_ratio": r.get("load_to_cold_read_ratio"),
+         "loaded_mib": (r.get("memory") or {}).get("loaded_mib"), "load_peak_mib": (r.get("memory") or {}).get("load_peak_mib"),
+         "import_s": r.get("import_s"), "error": r.get("error")} for r in results]
+    return chosen
 
 
 def environment(device: str) -> dict:
@@ -312,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a note on the run's conditions (repeatable)")
     parser.add_argument("--compare-sources", type=Path, default=None, metavar="DIR",
                         help="another version's model_sources/: each model also runs from it as variant 'before'")
+    parser.add_argument("--only-requests", type=lambda v: {n.strip() for n in v.split(",") if n.strip()},
+                        default=None, metavar="NAMES", help="run only these request types (comma-separated names)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="worker processes per variant, interleaved; the run with the median load / cold read "
+                             "is reported, every attempt's load figures with it (default 1)")
     parser.add_argument("--compare-label", default=None,
                         help="what --compare-sources is (e.g. a commit); shown with the results")
     parser.add_argument("--threads", type=int, default=None,

@@ -111,12 +111,17 @@ class RequestType:
                    d.get("description", ""))
 
 
+#: The steps of a SAM click timed apart on cached clicks (bench.stages): request parsing and
+#: validation, prompt encoder + mask decoder, mask upscaling to the image and threshold, dilation,
+#: PNG encoding, base64 (``encode`` minus its PNG).
+SAM_STAGES = ["parse", "decode", "upscale", "dilate", "encode_png", "encode"]
+
 def _sam(size: int, iters: int, warm: int, iters_cached: int, warm_cached: int, base_iters: int, base_warm: int):
     handler = [
         RequestType(f"first_click_{size}", "sam_click", {"size": size, "image": "new"}, iters, warm,
                     f"first click on a new {size}x{size} image (image encoder runs)"),
-        RequestType("cached_click", "sam_click", {"size": size, "image": "id"}, iters_cached, warm_cached,
-                    "another click on an embedded image, sent as image_id (decoder only)"),
+        RequestType("cached_click", "sam_click", {"size": size, "image": "id", "stages": SAM_STAGES}, iters_cached,
+                    warm_cached, "another click on an embedded image, sent as image_id (decoder only)"),
         RequestType("cached_click_resend", "sam_click", {"size": size, "image": "same"}, iters_cached, warm_cached,
                     "another click, the same image bytes sent again (decode + digest + decoder)"),
     ]
@@ -169,11 +174,13 @@ PROFILES: dict[str, dict] = {
         "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1]),
         "sd": _sd(512, [1, 2], 1, 0, [1, 2], 1, 0),
     },
-    "load": {"size": "full", "sam": _load_only(), "lama": _load_only(), "sd": _load_only()},
+    # sd also as "fp16": no dtype conversion, the load the GPU handler does (files -> device as stored)
+    "load": {"size": "full", "sam": _load_only(), "lama": _load_only(),
+             "sd": {**_load_only(), "handler_variants": {"fp16": {"dtype": "float16"}}}},
     "click": {
         "size": "full",
-        "sam": {"handler": [RequestType("cached_click", "sam_click", {"size": 1024, "image": "id"}, 20, 3,
-                                        "another click on an embedded image, sent as image_id (decoder only)")],
+        "sam": {"handler": [RequestType("cached_click", "sam_click", {"size": 1024, "image": "id", "stages": SAM_STAGES},
+                                        20, 3, "another click on an embedded image, sent as image_id (decoder only)")],
                 "baseline": []},
         "lama": _load_only(), "sd": _load_only(),
     },

@@ -3,13 +3,14 @@
 Request (JSON): ``image`` (base64 PNG/JPEG/WebP) or ``image_id`` (from an earlier response),
 ``gen_args`` (object or JSON string):
 
-- ``point_coords``: ``[x, y]`` or ``[[x, y], ...]`` in image pixels (required unless ``box``);
+- ``point_coords``: ``[x, y]`` or ``[[x, y], ...]`` in pixels of the image as displayed (EXIF
+  orientation applied, see ``mme_serving.pixels``; required unless ``box``);
 - ``point_labels``: ``1``/``0`` or a list of them, one per point (default: all 1 = foreground);
 - ``box``: optional ``[x0, y0, x1, y1]``;
 - ``dilate_kernel_size``: optional int, square dilation of the mask (0 = none);
 - ``multimask``: default true = the best-scoring of SAM's three masks; false = single mask.
 
-Response: ``{"generated_image": <base64 PNG, 0/255, input size>, "score": <predicted IoU>,
+Response: ``{"generated_image": <base64 PNG, 0/255, the displayed size>, "score": <predicted IoU>,
 "image_id": <sha256 of the image file>, "embedding_cached": <bool>}``.
 
 Image embeddings are kept in an LRU cache keyed by the image digest (``handler.cache_size``),
@@ -17,13 +18,14 @@ so a second click on the same image skips the image encoder; sending ``image_id`
 while the embedding is cached on this instance, otherwise the client gets a 400
 ``unknown_image_id`` telling it to resend the image.
 
-Precision: the image encoder (the expensive ViT) runs under CUDA autocast (bf16 where the GPU
-supports it, else fp16); the prompt encoder, mask decoder and thresholding stay fp32, as do
-all weights. On CPU everything is fp32.
+The model sees transparent images composited over white. Precision: the image encoder (the
+expensive ViT) runs under CUDA autocast (bf16 where the GPU supports it, else fp16); the prompt
+encoder, mask decoder and thresholding stay fp32, as do all weights. On CPU everything is fp32.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from types import SimpleNamespace
@@ -42,7 +44,7 @@ from mme_serving import (
     decode_image,
     digest,
     dilate,
-    encode_png_b64,
+    encode_png,
     finite_float,
     load_json_overrides,
     resolve_file,
@@ -325,4 +327,4 @@ class SamHandler(ServingHandler):
 
     def encode(self, mask: np.ndarray) -> str:
         """The mask as a base64 PNG (0/255)."""
-        return encode_png_b64(mask, self.png_compress_level)
+        return base64.b64encode(encode_png(mask, self.png_compress_level)).decode("ascii")

@@ -57,6 +57,10 @@ def test_results_follow_the_schema(tiny_run):
                 assert 0 < req["p50_ms"] <= req["p95_ms"] and req["peak_mib"] > 0
     sam = data["models"]["sam"]["runs"]["handler"]["requests"]
     assert {"first_click_128", "cached_click", "cached_click_resend"} <= set(sam)
+    steps = sam["cached_click"]["stages_p50_ms"]  # bench.stages: exclusive time per step of the click
+    assert list(steps) == ["parse", "decode", "upscale", "dilate", "encode_png", "encode", "other"]
+    assert all(v >= 0 for v in steps.values()) and steps["decode"] > 0 and steps["encode_png"] > 0
+    assert sum(steps.values()) == pytest.approx(sam["cached_click"]["p50_ms"], rel=0.5)
     lama = data["models"]["lama"]["runs"]
     assert set(lama["handler"]["requests"]) == {"inpaint_64", "inpaint_128", "inpaint_256_small_mask"}
     assert set(lama["baseline"]["requests"]) == {"inpaint_256_small_mask"}  # whole image, full resolution
@@ -82,6 +86,7 @@ def test_docs_section_between_markers_rest_intact(tiny_run):
     assert "| lama | handler | inpaint_128 | 1 |" in section
     assert "| lama | baseline | inpaint_256_small_mask | 1 |" in section
     assert "load peak / loaded" in section
+    assert "sam handler `cached_click`, per step" in section
     assert "| sd | baseline | inpaint_64_pndm_50step | 1 |" in section
     assert "| $1.52 | 100 | 4 | 200 | $218,880 | 50 | $54,720 | 75% |" in section  # the post's example
 
@@ -129,6 +134,19 @@ def test_versions_compare_load_memory_and_requests():
     assert comps["cached_click p50: before vs now"]["ratio"] == 5.0
     assert compare_versions({"handler": run(2.0, 1000.0, 60.0)}) == []
     assert compare_versions({"before": {"error": "x"}, "handler": run(2.0, 1000.0, 60.0)}) == []
+
+
+def test_repeated_loads_report_the_median_attempt():
+    from bench.run import median_load_run
+
+    def attempt(ratio, error=None):
+        return {"load_s": ratio, "weights": {"read_cold_s": 1.0}, "load_to_cold_read_ratio": ratio,
+                "memory": {"loaded_mib": 10.0, "load_peak_mib": 11.0}, "import_s": 0.1, "error": error}
+
+    chosen = median_load_run([attempt(3.0), attempt(1.0), attempt(2.0), attempt(None, error="boom")])
+    assert chosen["load_to_cold_read_ratio"] == 2.0
+    assert [a["load_s"] for a in chosen["load_attempts"]] == [3.0, 1.0, 2.0, None]
+    assert median_load_run([attempt(5.0)]) == attempt(5.0)  # one attempt: as it is
 
 
 def test_compare_sources_must_hold_the_models(tmp_path):
