@@ -146,15 +146,19 @@ def _sd(size: int, steps_list: list, iters: int, warm: int, base_steps_list: lis
 
 
 def _lama(sizes: list, iters: list, warm: list, small_sizes: list = (), small_iters: list = (),
-          small_warm: list = (), baseline_small: bool = True):
+          small_warm: list = (), baseline_iters: list | None = None, baseline_warm: list | None = None):
     """LaMa plans: centred masks at ``sizes``; small-object masks at ``small_sizes`` for the handler
-    and (``baseline_small``) for the full-resolution baseline."""
+    and the full-resolution baseline (``baseline_iters``/``baseline_warm``: default the handler's)."""
     centred = [RequestType(f"inpaint_{s}", "lama", {"size": s}, n, w, f"{s}x{s} image, centred mask 30% of each side")
                for s, n, w in zip(sizes, iters, warm)]
-    small = [RequestType(f"inpaint_{s}_small_mask", "lama", {"size": s, "mask": "small"}, n, w,
-                         f"{s}x{s} image, a 128x96 px object to erase")
-             for s, n, w in zip(small_sizes, small_iters, small_warm)]
-    return {"handler": centred + small, "baseline": small if baseline_small else []}
+
+    def small(iterations, warmups):
+        return [RequestType(f"inpaint_{s}_small_mask", "lama", {"size": s, "mask": "small"}, n, w,
+                            f"{s}x{s} image, a 128x96 px object to erase")
+                for s, n, w in zip(small_sizes, iterations, warmups)]
+
+    return {"handler": centred + small(small_iters, small_warm),
+            "baseline": small(baseline_iters or small_iters, baseline_warm or small_warm)}
 
 
 def _load_only() -> dict:
@@ -171,7 +175,8 @@ PROFILES: dict[str, dict] = {
     "cpu": {
         "size": "full",
         "sam": _sam(1024, 1, 0, 5, 1, 1, 0),
-        "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1]),
+        # the full-resolution baseline once per size: minutes and GiBs at 4096 px on a CPU
+        "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
         "sd": _sd(512, [1, 2], 1, 0, [1, 2], 1, 0),
     },
     # sd also as "fp16": no dtype conversion, the load the GPU handler does (files -> device as stored)

@@ -4,7 +4,8 @@ The networks are loaded one by one with diffusers' and transformers' own ``from_
 (they know the checkpoints' key conventions), each straight onto the device in its final dtype
 (``device_map`` + ``low_cpu_mem_usage``: built on the meta device with accelerate, no random
 initialisation, safetensors mapped and each tensor converted as it is assigned), then the pipeline
-is assembled from them: the weights move to the device once.
+is assembled from them: the weights move to the device once. On CPU, weights kept in their stored
+dtype stay views of the mapped files; they are faulted in at load (``mme_serving.weights``).
 
 Order matters for memory: while a network loads, its file's mapped pages and its converted
 tensors are both resident, so each network adds about half its final size on top of what is
@@ -23,7 +24,7 @@ import os
 import torch
 from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, UNet2DConditionModel
 from mme_serving import ConfigError
-from mme_serving.weights import ReadAhead
+from mme_serving.weights import ReadAhead, fault_in
 from transformers import CLIPTextModel, CLIPTokenizer
 
 #: (subfolder, class) in load order (see the module docstring).
@@ -72,6 +73,8 @@ def load_pipeline(weights_dir: str, device: torch.device, dtype: torch.dtype,
         for sub, cls in NETWORKS:
             networks[sub] = cls.from_pretrained(weights_dir, subfolder=sub, variant=variant, dtype=dtype,
                                                 device_map=device_map, local_files_only=True)
+            if device.type == "cpu":  # tensors kept as stored are views of the mapped file: read them now
+                fault_in(networks[sub])
     tokenizer = CLIPTokenizer.from_pretrained(weights_dir, subfolder="tokenizer", local_files_only=True)
     return StableDiffusionInpaintPipeline.from_pretrained(
         weights_dir, **networks, tokenizer=tokenizer, dtype=dtype,
