@@ -371,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda but torch.cuda.is_available() is False")
     profile_name = args.profile or ("gpu" if args.device == "cuda" else "cpu")
     profile = PROFILES[profile_name]
+    missing = [m for m in models if m not in profile]
+    if missing:
+        parser.error(f"profile {profile_name} does not run {','.join(missing)}: "
+                     f"--models {','.join(m for m in MODELS if m in profile)}")
     size = profile["size"]
     threads = profile.get("threads", 0) if args.threads is None else args.threads
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mme-bench-"))

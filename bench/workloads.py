@@ -17,6 +17,8 @@ Profiles (``--profile``):
 - ``load``: full-size models, load only (no request): the cold-start figures, quickly; with
   ``--compare-sources`` an earlier version's handlers load side by side.
 - ``click``: full-size SAM, cached clicks on a 1024 px image (the embedding computed once).
+- ``lama-4096``: full-size LaMa on a 4096 px image, the handler and the full-resolution baseline
+  (about 17 GiB of RAM on a CPU: kept out of ``cpu``).
 
 LaMa runs two mask shapes: a centred ellipse spanning 30% of each side, and a small object
 (:func:`small_object_mask`, 128 x 96 px whatever the image size: one thing erased from a large
@@ -146,19 +148,23 @@ def _sd(size: int, steps_list: list, iters: int, warm: int, base_steps_list: lis
 
 
 def _lama(sizes: list, iters: list, warm: list, small_sizes: list = (), small_iters: list = (),
-          small_warm: list = (), baseline_iters: list | None = None, baseline_warm: list | None = None):
+          small_warm: list = (), baseline_sizes: list | None = None):
     """LaMa plans: centred masks at ``sizes``; small-object masks at ``small_sizes`` for the handler
-    and the full-resolution baseline (``baseline_iters``/``baseline_warm``: default the handler's)."""
+    and at ``baseline_sizes`` (default: the same) for the full-resolution baseline, once each when
+    the list is given (minutes and GiBs per request on a CPU at 2048 px and more)."""
     centred = [RequestType(f"inpaint_{s}", "lama", {"size": s}, n, w, f"{s}x{s} image, centred mask 30% of each side")
                for s, n, w in zip(sizes, iters, warm)]
 
-    def small(iterations, warmups):
-        return [RequestType(f"inpaint_{s}_small_mask", "lama", {"size": s, "mask": "small"}, n, w,
-                            f"{s}x{s} image, a 128x96 px object to erase")
-                for s, n, w in zip(small_sizes, iterations, warmups)]
+    def small(size: int, iterations: int, warmup: int) -> RequestType:
+        return RequestType(f"inpaint_{size}_small_mask", "lama", {"size": size, "mask": "small"}, iterations, warmup,
+                           f"{size}x{size} image, a 128x96 px object to erase")
 
-    return {"handler": centred + small(small_iters, small_warm),
-            "baseline": small(baseline_iters or small_iters, baseline_warm or small_warm)}
+    handler = centred + [small(s, n, w) for s, n, w in zip(small_sizes, small_iters, small_warm)]
+    if baseline_sizes is None:
+        baseline = [small(s, n, w) for s, n, w in zip(small_sizes, small_iters, small_warm)]
+    else:
+        baseline = [small(s, 1, 0) for s in baseline_sizes]
+    return {"handler": handler, "baseline": baseline}
 
 
 def _load_only() -> dict:
@@ -175,11 +181,14 @@ PROFILES: dict[str, dict] = {
     "cpu": {
         "size": "full",
         "sam": _sam(1024, 1, 0, 5, 1, 1, 0),
-        # the full-resolution baseline once per size: minutes and GiBs at 4096 px on a CPU
-        "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+        # The full-resolution baseline once per size, up to 2048 px: at 4096 px it needs about 17 GiB of
+        # RAM (about 1 GiB per Mpx, measured at 2048) and many minutes on a CPU: profile lama-4096.
+        "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1], [1024, 2048]),
         "sd": _sd(512, [1, 2], 1, 0, [1, 2], 1, 0),
     },
     # sd also as "fp16": no dtype conversion, the load the GPU handler does (files -> device as stored)
+    # LaMa at 4096 px, handler and full-resolution baseline, on a CPU with about 20 GiB free
+    "lama-4096": {"size": "full", "lama": _lama([], [], [], [4096], [1], [1], [4096])},
     "load": {"size": "full", "sam": _load_only(), "lama": _load_only(),
              "sd": {**_load_only(), "handler_variants": {"fp16": {"dtype": "float16"}}}},
     "click": {

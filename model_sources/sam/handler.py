@@ -26,6 +26,7 @@ encoder, mask decoder and thresholding stay fp32, as do all weights. On CPU ever
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 from types import SimpleNamespace
@@ -58,6 +59,7 @@ from mme_serving.errors import (
     INVALID_POINT_LABEL,
     UNKNOWN_IMAGE_ID,
 )
+from decoder_memo import ProjectionMemo
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -117,9 +119,9 @@ def build_sam(arch: dict) -> Sam:
 # NOTE: TorchServe requires handler.py to define exactly one class, so the small records below
 # are SimpleNamespace objects rather than dataclasses.
 def _embedding(features: torch.Tensor, original_size: tuple, input_size: tuple) -> SimpleNamespace:
-    """A cached image embedding (fp32, on the model's device), the original (H, W) and the
-    (h, w) after ResizeLongestSide."""
-    return SimpleNamespace(features=features, original_size=original_size, input_size=input_size)
+    """A cached image embedding (fp32, on the model's device), the original (H, W), the (h, w)
+    after ResizeLongestSide and the decoder's memo for this image (``decoder_memo.py``)."""
+    return SimpleNamespace(features=features, original_size=original_size, input_size=input_size, memo={})
 
 
 def _as_number(value, what: str) -> float:
@@ -154,6 +156,9 @@ class SamHandler(ServingHandler):
         with torch.no_grad():  # the prompt encoder's positional grid: the same for every click
             self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.cache = LRUCache(s.get_int("cache_size", 32, min=0, max=4096))
+        memo = s.get_str("decoder_memo", "auto", choices=("auto", "on", "off"))
+        use_memo = memo == "on" or (memo == "auto" and self.device.type == "cpu")
+        self.decoder_memo = ProjectionMemo(self.model) if use_memo else None
         self.max_points = s.get_int("max_points", 32, min=1, max=1024)
         self.max_dilate = s.get_int("max_dilate_kernel_size", 101, min=0, max=1001)
         dtype_name = s.get_str("encoder_dtype", "auto", choices=("auto", "float32", "bfloat16", "float16"))
@@ -302,11 +307,12 @@ class SamHandler(ServingHandler):
         if job.box is not None:
             box = self.transform.apply_boxes(job.box[None], embedding.original_size)
             boxes = torch.as_tensor(box, dtype=torch.float32, device=dev)
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=embedding.features, image_pe=self.dense_pe,
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=job.multimask,
-        )
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)  # no mask prompt: see decoder_memo
+        with self.decoder_memo.image(embedding.memo) if self.decoder_memo else contextlib.nullcontext():
+            low_res, iou = model.mask_decoder(
+                image_embeddings=embedding.features, image_pe=self.dense_pe,
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=job.multimask,
+            )
         scores = iou[0].tolist()  # one device->host copy for the choice and the score
         best = scores.index(max(scores))  # the first best, as torch.argmax
         return low_res[:, best:best + 1], scores[best]

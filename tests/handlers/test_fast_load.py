@@ -159,3 +159,32 @@ def test_sd_handler_answers_as_before_the_change(tmp_path, tiny_weights):
     [(_, again)] = run_batch(handler, ctx, [body])
     assert status == 200 and decode_b64_png(first["generated_image"]).shape == (48, 64, 3)
     assert first == again
+
+
+def test_sam_decoder_memo_gives_segment_anythings_masks(sam):
+    """Later clicks on an image reuse the decoder's image-only projections (CPU default): every
+    click's mask is still SamPredictor's, and the memo holds exactly those three tensors."""
+    from segment_anything import SamPredictor
+
+    handler, ctx = sam
+    assert handler.decoder_memo is not None  # CPU: on by default
+    image = sample_image(45, 31, seed=12)
+    predictor = SamPredictor(handler.model)
+    predictor.set_image(image)
+    image_id = None
+    for i, point in enumerate([(10, 10), (30, 20), (44, 0), (5, 30)]):
+        body = {"image_id": image_id} if image_id else {"image": b64_png(image)}
+        [(status, out)] = run_batch(handler, ctx, [{**body, "gen_args": {"point_coords": list(point)}}])
+        assert status == 200 and out["embedding_cached"] == (i > 0)
+        image_id = out["image_id"]
+        masks, scores, _ = predictor.predict(point_coords=np.array([point], dtype=float), point_labels=np.array([1]))
+        assert np.array_equal(decode_b64_png(out["generated_image"]) > 0, masks[int(np.argmax(scores))])
+    memo = handler.cache.get(image_id).memo
+    tokens = (64 // 8) ** 2  # the tiny encoder: 64 px in 8 px patches; decoder width 32, attention 16
+    assert sorted(memo) == [0, 1, 2] and all(tuple(t.shape) == (1, tokens, 16) for t in memo.values())
+
+
+def test_sam_decoder_memo_can_be_turned_off(tmp_path, tiny_weights):
+    handler, _ = start_handler("sam", tmp_path, tiny_weights("sam"), decoder_memo="off")
+    assert handler.decoder_memo is None
+    assert all("forward" not in vars(m) for m in handler.model.modules())  # no instance patched
