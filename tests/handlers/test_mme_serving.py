@@ -162,12 +162,7 @@ def test_encode_png_is_lossless_and_binary_for_masks():
         assert np.array_equal(np.asarray(img), rgb)
 
 
-def test_composite_and_dilate():
-    a, b = sample_image(10, 6, seed=1), sample_image(10, 6, seed=2)
-    mask = np.zeros((6, 10), bool)
-    mask[2:4, 5:] = True
-    out = ms.composite(a, b, mask)
-    assert np.array_equal(out[mask], b[mask]) and np.array_equal(out[~mask], a[~mask])
+def test_dilate():
     point = np.zeros((9, 9), bool)
     point[4, 4] = True
     assert ms.dilate(point, 0) is point and ms.dilate(point, 1) is point

@@ -18,7 +18,6 @@ from handler_testlib import (
     displayed,
     oriented_jpeg,
     png16,
-    png_bytes,
     rect_mask,
     run_batch,
     sample_image,

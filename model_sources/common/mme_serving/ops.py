@@ -14,19 +14,6 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def composite(original: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Take ``generated`` where ``mask`` is True and ``original`` elsewhere.
-
-    ``original``/``generated``: (H, W, 3) uint8; ``mask``: (H, W) bool. Pixels outside the mask
-    come back bit-for-bit unchanged.
-    """
-    if original.shape != generated.shape:
-        raise ValueError(f"shape mismatch {original.shape} vs {generated.shape}")
-    out = original.copy()
-    out[mask] = generated[mask]
-    return out
-
-
 def dilate(mask: np.ndarray, kernel_size: int) -> np.ndarray:
     """Binary dilation of an (H, W) bool mask with a square ``kernel_size`` kernel (odd or even;
     0/1 = unchanged), same size out: pixel (y, x) is set when any pixel of rows
