@@ -2,7 +2,7 @@
 ``python -m bench.run --device cuda`` there.
 
 The lent H200/H100 image has Python 3.12 with torch, torchvision, transformers, huggingface-hub,
-safetensors, numpy, pillow and pyyaml, but not diffusers, segment-anything-py or TorchServe's
+safetensors, numpy, pillow and pyyaml, but not diffusers, accelerate, segment-anything-py or TorchServe's
 ``ts`` package (the handlers subclass ``ts.torch_handler.base_handler.BaseHandler`` and the runner
 builds a ``ts.context.Context``). This downloads the pinned wheels with pip and unpacks them into
 ``.whl/site`` (all are ``py3-none-any``: unpacking is installing), leaving out TorchServe's Java
@@ -23,7 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: Same pins as requirements-dev.txt; importlib_metadata 8.x needs only zipp (in the image).
-WHEELS = ["diffusers==0.42.1", "segment-anything-py==1.0.1", "torchserve==0.12.0", "importlib_metadata==8.7.0"]
+WHEELS = ["diffusers==0.42.1", "accelerate==1.15.0", "segment-anything-py==1.0.1", "torchserve==0.12.0",
+          "importlib_metadata==8.7.0"]
 SKIP_PREFIXES = ("ts/frontend/",)
 
 

@@ -158,54 +158,86 @@ def render_results(data: dict) -> str:
             w = run["weights"]
             lines.append(f"| {name} | {variant} | {w['files']} | {_f(w['bytes'] / (1 << 20), '{:,.0f}')} | "
                          f"{_f(w['read_cold_s'], '{:.2f}')} | {_f(run['load_s'], '{:.2f}')} | "
-                         f"{_f(run.get('load_to_cold_read_ratio'), '{:.1f}x')} | {_f(w.get('read_warm_s'), '{:.2f}')} | "
+                         f"{_f(run.get('load_to_cold_read_ratio'), '{:.2f}x')} | {_f(w.get('read_warm_s'), '{:.2f}')} | "
                          f"{_f(run['import_s'], '{:.2f}')} |")
+    attempts = [(name, variant, run["load_attempts"]) for name, model in data["models"].items()
+                for variant, run in model["runs"].items() if run.get("load_attempts")]
+    if attempts:
+        lines += ["", "Each row is the median of its attempts by load / cold read (one worker process each, the "
+                  "variants interleaved); all attempts, load s / cold read s = ratio, load peak / loaded MiB:", ""]
+        for name, variant, tries in attempts:
+            shown = "; ".join(f"{_f(a.get('load_s'), '{:.2f}')} / {_f(a.get('read_cold_s'), '{:.2f}')} = "
+                              f"{_f(a.get('load_to_cold_read_ratio'), '{:.2f}x')}, "
+                              f"{_f(a.get('load_peak_mib'), '{:,.0f}')} / {_f(a.get('loaded_mib'), '{:,.0f}')}"
+                              if not a.get("error") else "failed" for a in tries)
+            lines.append(f"- {name} {variant}: {shown}")
     lines.append("")
 
     # Latency
     cpu_col = kind == "cpu"
-    lines += ["Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
-              + ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to the "
-                 "other jobs on this machine than wall time):" if cpu_col else ":"), "",
-              "| model | variant | request | n | p50 | p95 |" + (" CPU time p50 |" if cpu_col else "") + " what |",
-              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if cpu_col else "") + " --- |"]
+    rows = []
     for name, model in data["models"].items():
         for variant, run in model["runs"].items():
             for rname, req in (run.get("requests") or {}).items():
                 if req.get("error"):
-                    lines.append(f"| {name} | {variant} | {rname} | | failed | |" + (" |" if cpu_col else "")
-                                 + f" {req['error'][:120]} |")
+                    rows.append(f"| {name} | {variant} | {rname} | | failed | |" + (" |" if cpu_col else "")
+                                + f" | {req['error'][:120]} |")
                     continue
-                lines.append(f"| {name} | {variant} | {rname} | {req['n']} | {_ms(req['p50_ms'])} | "
-                             f"{_ms(req['p95_ms'])} |" + (f" {_ms(req.get('cpu_p50_ms'))} |" if cpu_col else "")
-                             + f" {req.get('description', '')} |")
-    lines.append("")
+                rows.append(f"| {name} | {variant} | {rname} | {req['n']} | {_ms(req['p50_ms'])} | "
+                            f"{_ms(req['p95_ms'])} |" + (f" {_ms(req.get('cpu_p50_ms'))} |" if cpu_col else "")
+                            + f" {_f(req.get('peak_mib'), '{:,.0f}')} | {req.get('description', '')} |")
+    if rows:
+        lines += ["Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
+                  + ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to the "
+                     "other jobs on this machine than wall time)" if cpu_col else "")
+                  + f"; peak = the worker's {'peak RSS' if cpu_col else 'peak GPU memory'} over these requests, MiB:", "",
+                  "| model | variant | request | n | p50 | p95 |" + (" CPU time p50 |" if cpu_col else "") + " peak | what |",
+                  "| --- | --- | --- | --- | --- | --- |" + (" --- |" if cpu_col else "") + " --- | --- |"]
+        lines += rows + [""]
+
+    # Steps of a request (bench.stages)
+    staged = [(name, variant, rname, req) for name, model in data["models"].items()
+              for variant, run in model["runs"].items() for rname, req in (run.get("requests") or {}).items()
+              if req.get("stages_p50_ms")]
+    for name, variant, rname, req in staged:
+        steps = req["stages_p50_ms"]
+        lines += [f"{name} {variant} `{rname}`, per step (p50 of each step over the {req['n']} requests, ms; "
+                  "exclusive times, `other` = the rest of the request: body JSON, response JSON, batch driver):", "",
+                  "| " + " | ".join(steps) + " | request p50 |", "|" + " --- |" * (len(steps) + 1),
+                  "| " + " | ".join(_f(v, "{:,.1f}") for v in steps.values()) + f" | {_ms(req['p50_ms'])} |", ""]
 
     # Comparisons
     comps = [(name, c) for name, model in data["models"].items() for c in model.get("comparisons", [])]
     if comps:
-        lines += ["Handler vs the original sample's way (same run, same weights, same inputs; ratio = baseline / handler):", "",
-                  "| model | comparison | handler | baseline | ratio |", "| --- | --- | --- | --- | --- |"]
+        lines += ["Handler vs the original sample's way, and vs the version before (`before`), same run, same "
+                  "weights, same inputs; ratio = baseline (or before) / handler:", "",
+                  "| model | comparison | handler | baseline or before | ratio |", "| --- | --- | --- | --- | --- |"]
         for name, c in comps:
             unit = c.get("unit", "ms")
-            fmt = (lambda v: _ms(v)) if unit == "ms" else (lambda v: _f(v, "{:,.1f}"))
-            suffix = "" if unit == "ms" else f" {unit}"
+            if unit == "ms":
+                fmt, suffix = _ms, ""
+            elif unit == "x":
+                fmt, suffix = (lambda v: _f(v, "{:.2f}x")), ""
+            else:
+                fmt, suffix = (lambda v: _f(v, "{:,.2f}" if unit == "s" else "{:,.1f}")), f" {unit}"
             lines.append(f"| {name} | {c['what']} | {fmt(c.get('handler'))}{suffix} | "
                          f"{fmt(c.get('baseline'))}{suffix} | {_f(c.get('ratio'), '{:.2f}x')} |")
         lines.append("")
 
     # Memory
     lines += [f"Memory, MiB ({mem_label}):", "",
-              "| model | variant | before load | loaded | load peak | inference peak | footprint | original sample, A10G |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| model | variant | before load | loaded | load peak | load peak / loaded | inference peak | footprint | original sample, A10G |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, model in data["models"].items():
         for variant, run in model["runs"].items():
             if run.get("error"):
                 continue
             m = run["memory"]
             orig = ORIGINAL_A10G_MIB.get(name) if variant == "handler" else None
+            peak_ratio = m["load_peak_mib"] / m["loaded_mib"] if m.get("load_peak_mib") and m.get("loaded_mib") else None
             lines.append(f"| {name} | {variant} | {_f(m.get('before_load_mib'), '{:,.0f}')} | {_f(m.get('loaded_mib'), '{:,.0f}')} | "
-                         f"{_f(m.get('load_peak_mib'), '{:,.0f}')} | {_f(m.get('inference_peak_mib'), '{:,.0f}')} | "
+                         f"{_f(m.get('load_peak_mib'), '{:,.0f}')} | {_f(peak_ratio, '{:.2f}x')} | "
+                         f"{_f(m.get('inference_peak_mib'), '{:,.0f}')} | "
                          f"{_f(m.get('footprint_mib'), '{:,.0f}')} | {_f(orig, '{:,}')} |")
     lines.append("")
     if kind == "cuda":
@@ -293,15 +325,27 @@ Generated by `python -m bench.run ... --write-docs` / `python -m bench.report` f
 - **Load** = `initialize(context)` (artifact dir -> ready) with the weight files evicted from the
   page cache first (`posix_fadvise(DONTNEED)` after `fsync`), against reading the same bytes from
   disk the same way (the cold read); the handler module's import (diffusers, segment_anything)
-  is listed apart.
+  is listed apart. How the handlers load (meta-device build, memory-mapped weights assigned, one
+  device move, reads ahead on a thread): `model_sources/common/mme_serving/weights.py` and
+  `model_sources/sd/sd_pipeline.py`. `load peak / loaded` = the worker's peak memory during the
+  load over its memory once loaded (1.00x: no transient copy of the weights).
+- **Before / now**: `--compare-sources DIR` runs each model also from an earlier version's
+  `model_sources/` (variant `before`: same weights, same requests, same process set-up) and
+  `--repeat N` interleaves N worker processes per variant and reports the median.
+- **SAM cached click, per step** (`bench/stages.py`): the handler's own steps timed by wrapping
+  them (parse = body validation; decode = prompt encoder + mask decoder; upscale = mask to the image
+  size + threshold; dilate; encode_png; encode = base64), exclusive times, `other` = the rest.
+- **LaMa on large images**: a 128 x 96 px object on 1024, 2048 and 4096 px images, the handler
+  (a region around the mask, `model_sources/lama/region.py`) against the whole image at full
+  resolution (`hd_strategy: original`, what the handler did before and the original sample does).
 - **Memory**: on GPU `torch.cuda.max_memory_allocated` after load and over the requests, plus the
   CUDA context and reserved peak (`footprint`, comparable to `nvidia-smi` and to the original
   sample's A10G figures: SAM 3,362 MiB, SD inpaint 3,910 MiB, LaMa 852 MiB). On CPU the worker's
   peak RSS (`VmHWM`, reset between load and inference), which is not GPU memory.
 - **Baseline in the same run**: the original sample's way (`bench/baselines.py`): SAM fp32 with
   `SamPredictor.set_image` on every click; SD with the pipeline defaults the sample used (PNDM,
-  50 steps, guidance 10, fp16 on GPU / fp32 on CPU). LaMa has no baseline: the sample ran the same
-  fp32 generator.
+  50 steps, guidance 10, fp16 on GPU / fp32 on CPU). LaMa's baseline is the same fp32 generator
+  on the whole image at full resolution, as the sample ran it.
 
 ### Models (random weights, real shapes; latency and memory do not depend on weight values)
 

@@ -9,9 +9,14 @@ Examples::
     python -m bench.run --device cpu --profile cpu --models sam,lama,sd --out bench/results/cpu.json --write-docs
     # the runner itself, in seconds: tiny random-weight models
     python -m bench.run --device cpu --profile tiny --out /tmp/tiny.json --docs /tmp/performance.md --write-docs
+    # cold start of this version against an earlier one (its model_sources/, e.g. from `git archive`)
+    python -m bench.run --device cpu --profile load --compare-sources /tmp/prev/model_sources --out bench/results/cpu-load.json
 
 Every (model, variant) runs in its own worker process (``bench.worker``), like a TorchServe worker,
-so load time, memory peaks and imports are per model. Weights are built once per size into the
+so load time, memory peaks and imports are per model. ``--compare-sources DIR`` adds a ``before``
+run of every model from another version's model sources (same weights, same requests, same
+process set-up), so a change is measured side by side with what it replaces. Weights are built
+once per size into the
 cache dir (``--cache-dir``, default ``~/.cache/mme-bench``): tiny ones by ``mme.tiny``, full-size
 ones by ``bench.full_size`` in a child process.
 """
@@ -43,9 +48,11 @@ DEFAULT_CACHE = Path(os.environ.get("MME_BENCH_CACHE", Path.home() / ".cache" / 
 LABELS = {
     ("sam", "handler"): "project handler (embedding cache; encoder autocast bf16/fp16 on GPU, fp32 on CPU)",
     ("sam", "baseline"): "original sample's way (fp32, SamPredictor.set_image on every click)",
-    ("lama", "handler"): "project handler (fp32 big-lama generator)",
+    ("lama", "handler"): "project handler (fp32 big-lama generator; region around the mask on large images)",
+    ("lama", "baseline"): "whole image at full resolution (hd_strategy: original; the original sample's way)",
     ("sd", "handler"): "project handler (crop at 512, scheduler and steps of model-config.yaml; fp16 on GPU)",
     ("sd", "baseline"): "original sample's way (pipeline defaults: PNDM, 50 steps, guidance 10; fp16 GPU / fp32 CPU)",
+    ("sd", "fp16"): "project handler with dtype float16: the fp16 files kept as they are (the GPU path's load, on CPU)",
 }
 
 
@@ -95,10 +102,38 @@ def _ratio(a, b):
     return (a / b) if (a is not None and b) else None
 
 
+#: Runs of the project's handler (this version's, or ``before``: ``--compare-sources``) and the
+#: handler settings a baseline variant runs with instead of a baseline class.
+HANDLER_BASELINES = {"lama": {"hd_strategy": "original", "max_image_pixels": 4096 * 4096}}
+
+
+def compare_versions(runs: dict) -> list[dict]:
+    """``before`` (an earlier version's handler) against this one: load and its memory, the
+    requests both served (ratio = before / now)."""
+    h, b = runs.get("handler") or {}, runs.get("before")
+    if not b or b.get("error") or h.get("error"):
+        return []
+    comps = []
+    for key, what, unit in (("import_s", "handler import", "s"), ("load_s", "load (artifact dir -> ready)", "s"),
+                            ("load_to_cold_read_ratio", "load / cold read of the weights", "x")):
+        comps.append({"what": f"{what}: before vs now", "unit": unit, "handler": h.get(key), "baseline": b.get(key),
+                      "ratio": _ratio(b.get(key), h.get(key)), "versions": True})
+    hm, bm = h.get("memory") or {}, b.get("memory") or {}
+    peak = lambda m: _ratio(m.get("load_peak_mib"), m.get("loaded_mib"))  # noqa: E731
+    comps.append({"what": "load peak / loaded memory: before vs now", "unit": "x", "handler": peak(hm),
+                  "baseline": peak(bm), "ratio": _ratio(peak(bm), peak(hm)), "versions": True})
+    for rname, req in (h.get("requests") or {}).items():
+        old = (b.get("requests") or {}).get(rname)
+        if old and "p50_ms" in old and "p50_ms" in req:
+            comps.append({"what": f"{rname} p50: before vs now", "unit": "ms", "handler": req["p50_ms"],
+                          "baseline": old["p50_ms"], "ratio": _ratio(old["p50_ms"], req["p50_ms"]), "versions": True})
+    return comps
+
+
 def compare(name: str, runs: dict) -> tuple[list[dict], dict]:
     """Handler-vs-baseline comparisons (ratio = baseline / handler) and step extrapolations."""
     h, b = runs.get("handler") or {}, runs.get("baseline")
-    comps: list[dict] = []
+    comps: list[dict] = compare_versions(runs)
     estimates: dict = {}
     if h.get("error"):
         return comps, estimates
@@ -109,6 +144,16 @@ def compare(name: str, runs: dict) -> tuple[list[dict], dict]:
         comps.append({"what": f"inference peak memory ({hm.get('metric')})", "unit": "MiB",
                       "handler": hm.get("inference_peak_mib"), "baseline": bm.get("inference_peak_mib"),
                       "ratio": _ratio(bm.get("inference_peak_mib"), hm.get("inference_peak_mib"))})
+    if name == "lama" and b and not b.get("error"):
+        for rname, req in (h.get("requests") or {}).items():
+            full = (b.get("requests") or {}).get(rname)
+            if full and "p50_ms" in full and "p50_ms" in req:
+                comps.append({"what": f"{rname}: p50 vs the whole image at full resolution", "unit": "ms",
+                              "handler": req["p50_ms"], "baseline": full["p50_ms"],
+                              "ratio": _ratio(full["p50_ms"], req["p50_ms"])})
+                comps.append({"what": f"{rname}: peak memory vs the whole image at full resolution", "unit": "MiB",
+                              "handler": req.get("peak_mib"), "baseline": full.get("peak_mib"),
+                              "ratio": _ratio(full.get("peak_mib"), req.get("peak_mib"))})
     if name == "sam" and b and not b.get("error"):
         base = _req(b, "click_")
         for prefix, what in (("first_click_", "first click on a new image, p50"),
@@ -161,9 +206,9 @@ def _step_pair(reqs: dict, key: str = "p50_ms") -> tuple[float | None, float | N
 
 
 # ---------------------------------------------------------------------- running
-def run_worker(spec: dict, work: Path, timeout: float, log=print) -> dict:
+def run_worker(spec: dict, work: Path, timeout: float, log=print, tag: str | None = None) -> dict:
     """Run one worker process; its result dict (``error`` set when it failed)."""
-    tag = f"{spec['model']}-{spec['variant']}"
+    tag = f"{spec['model']}-{tag or spec['variant']}"
     spec_path, out_path, log_path = work / f"{tag}.spec.json", work / f"{tag}.result.json", work / f"{tag}.log"
     spec_path.write_text(json.dumps(spec, indent=2))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -188,6 +233,85 @@ def run_worker(spec: dict, work: Path, timeout: float, log=print) -> dict:
     result["worker_wall_s"] = wall
     log(f"  {tag}: {'FAILED ' + result['error'] if result.get('error') else 'ok'} ({wall:.1f} s)")
     return result
+
+
+def _requests(requests: list, args) -> list[dict]:
+    out = []
+    for rt in requests:
+        if args.only_requests and rt.name not in args.only_requests:
+            continue
+        d = rt.to_dict()
+        if args.iterations is not None:
+            d["iterations"] = max(1, args.iterations)
+        if args.warmup is not None:
+            d["warmup"] = max(0, args.warmup)
+        out.append(d)
+    return out
+
+
+def run_model(name: str, profile: dict, args, work: Path, threads: int, log=print) -> dict:
+    """Every variant of one model (``before``, ``handler``, ``baseline``), each in its own worker."""
+    from bench.serving import assemble_model_dir
+
+    plan = profile[name]
+    weights, build_s = ensure_weights(name, profile["size"], args.cache_dir, args.sam_type, log)
+    overrides = {"device": args.device}
+    if name == "sam" and profile["size"] == "full":
+        overrides["model_type"] = args.sam_type
+    variants = []  # (variant, implementation, model dir, yaml config, requests)
+    if args.compare_sources is not None:
+        before_dir, before_cfg = assemble_model_dir(name, weights, work / "before", overrides, args.compare_sources)
+        variants.append(("before", "handler", before_dir, before_cfg, plan["handler"]))
+    model_dir, yaml_cfg = assemble_model_dir(name, weights, work / "models", overrides)
+    variants.append(("handler", "handler", model_dir, yaml_cfg, plan["handler"]))
+    for variant, handler_overrides in (plan.get("handler_variants") or {}).items():
+        extra_dir, extra_cfg = assemble_model_dir(name, weights, work / variant, {**overrides, **handler_overrides})
+        variants.append((variant, "handler", extra_dir, extra_cfg, plan["handler"]))
+    if plan["baseline"] and not args.no_baseline:
+        if name in HANDLER_BASELINES:
+            base_dir, base_cfg = assemble_model_dir(name, weights, work / "baseline",
+                                                    {**overrides, **HANDLER_BASELINES[name]})
+            variants.append(("baseline", "handler", base_dir, base_cfg, plan["baseline"]))
+        else:
+            variants.append(("baseline", "baseline", model_dir, yaml_cfg, plan["baseline"]))
+    entry = {"weights_dir": str(weights), "weights_build_s": build_s, "runs": {}}
+    specs = []
+    for variant, implementation, mdir, cfg, requests in variants:
+        requests = _requests(requests, args)
+        if not requests and not plan.get("load_only"):
+            continue
+        label = LABELS.get((name, variant), variant)
+        if variant == "before":
+            label = f"the handler of {args.compare_label or args.compare_sources}"
+        specs.append({"model": name, "variant": variant, "implementation": implementation, "label": label,
+                      "device": args.device, "model_dir": str(mdir), "yaml_config": cfg,
+                      "requests": requests, "threads": threads,
+                      "settings": {"handler": cfg.get("handler", {})} if implementation == "handler" else {}})
+    attempts: dict[str, list] = {spec["variant"]: [] for spec in specs}
+    for round_ in range(max(1, args.repeat)):  # variants interleaved: before, now, before, now...
+        for spec in specs:
+            tag = spec["variant"] if args.repeat <= 1 else f"{spec['variant']}-{round_ + 1}"
+            attempts[spec["variant"]].append(run_worker(spec, work, args.timeout, log, tag=tag))
+    for variant, results in attempts.items():
+        entry["runs"][variant] = median_load_run(results)
+    entry["comparisons"], entry["estimates"] = compare(name, entry["runs"])
+    return entry
+
+
+def median_load_run(results: list[dict]) -> dict:
+    """The run whose load / cold read is the median of ``results`` (one worker process each), with
+    every attempt's load figures attached (``load_attempts``) when there were several."""
+    good = [r for r in results if not r.get("error")]
+    if len(results) == 1 or not good:
+        return results[0]
+    good.sort(key=lambda r: r.get("load_to_cold_read_ratio") or 0.0)
+    chosen = dict(good[(len(good) - 1) // 2])
+    chosen["load_attempts"] = [
+        {"load_s": r.get("load_s"), "read_cold_s": (r.get("weights") or {}).get("read_cold_s"),
+         "load_to_cold_read_ratio": r.get("load_to_cold_read_ratio"),
+         "loaded_mib": (r.get("memory") or {}).get("loaded_mib"), "load_peak_mib": (r.get("memory") or {}).get("load_peak_mib"),
+         "import_s": r.get("import_s"), "error": r.get("error")} for r in results]
+    return chosen
 
 
 def environment(device: str) -> dict:
@@ -216,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None, help="model dirs and logs (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker process")
     parser.add_argument("--note", action="append", default=[], help="a note on the run's conditions (repeatable)")
+    parser.add_argument("--compare-sources", type=Path, default=None, metavar="DIR",
+                        help="another version's model_sources/: each model also runs from it as variant 'before'")
+    parser.add_argument("--only-requests", type=lambda v: {n.strip() for n in v.split(",") if n.strip()},
+                        default=None, metavar="NAMES", help="run only these request types (comma-separated names)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="worker processes per variant, interleaved; the run with the median load / cold read "
+                             "is reported, every attempt's load figures with it (default 1)")
+    parser.add_argument("--compare-label", default=None,
+                        help="what --compare-sources is (e.g. a commit); shown with the results")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads in the workers (default: the profile's; 0 = torch's default)")
     args = parser.parse_args(argv)
@@ -224,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
         parser.error(f"--models must be a subset of {','.join(MODELS)}")
+    if args.compare_sources is not None and not all((args.compare_sources / m / "handler.py").is_file()
+                                                    for m in models):
+        parser.error(f"--compare-sources {args.compare_sources}: no <model>/handler.py there for {','.join(models)}")
     if args.device is None:
         import torch
 
@@ -235,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda but torch.cuda.is_available() is False")
     profile_name = args.profile or ("gpu" if args.device == "cuda" else "cpu")
     profile = PROFILES[profile_name]
+    missing = [m for m in models if m not in profile]
+    if missing:
+        parser.error(f"profile {profile_name} does not run {','.join(missing)}: "
+                     f"--models {','.join(m for m in MODELS if m in profile)}")
     size = profile["size"]
     threads = profile.get("threads", 0) if args.threads is None else args.threads
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mme-bench-"))
@@ -258,35 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     result["device"]["worker_threads"] = threads or result["device"].get("torch_threads")
     if size == "full" and args.sam_type != "vit_h" and "sam" in models:
         result["notes"].append(f"SAM measured as {args.sam_type} (reduced), not vit_h")
-    from bench.serving import assemble_model_dir
 
+    if args.compare_sources is not None:
+        result["notes"].append(f"'before' = the handlers of {args.compare_label or args.compare_sources}, "
+                               "same weights and requests, run in the same way just before this version's")
     for name in models:
         log(f"{name}:")
-        weights, build_s = ensure_weights(name, size, args.cache_dir, args.sam_type, log)
-        overrides = {"device": args.device}
-        if name == "sam" and size == "full":
-            overrides["model_type"] = args.sam_type
-        model_dir, yaml_cfg = assemble_model_dir(name, weights, work / "models", overrides)
-        entry = {"weights_dir": str(weights), "weights_build_s": build_s, "runs": {}}
-        for variant in ("handler", "baseline"):
-            requests = profile[name][variant]
-            if not requests or (variant == "baseline" and args.no_baseline):
-                continue
-            reqs = []
-            for rt in requests:
-                d = rt.to_dict()
-                if args.iterations is not None:
-                    d["iterations"] = max(1, args.iterations)
-                if args.warmup is not None:
-                    d["warmup"] = max(0, args.warmup)
-                reqs.append(d)
-            spec = {"model": name, "variant": variant, "label": LABELS.get((name, variant), variant),
-                    "device": args.device, "model_dir": str(model_dir), "yaml_config": yaml_cfg,
-                    "requests": reqs, "threads": threads,
-                    "settings": {"handler": yaml_cfg.get("handler", {})} if variant == "handler" else {}}
-            entry["runs"][variant] = run_worker(spec, work, args.timeout, log)
-        entry["comparisons"], entry["estimates"] = compare(name, entry["runs"])
-        result["models"][name] = entry
+        result["models"][name] = run_model(name, profile, args, work, threads, log)
     result["wall_s"] = time.perf_counter() - started
     result["device"]["load_average_end"] = list(os.getloadavg())
 

@@ -23,17 +23,20 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_SOURCES = REPO / "model_sources"
 
 
-def read_model_config(name: str) -> dict:
-    """``model_sources/<name>/model-config.yaml`` as a dict (empty when the file is missing)."""
-    path = MODEL_SOURCES / name / "model-config.yaml"
+def read_model_config(name: str, sources: Path = MODEL_SOURCES) -> dict:
+    """``<sources>/<name>/model-config.yaml`` as a dict (empty when the file is missing)."""
+    path = Path(sources) / name / "model-config.yaml"
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return data if isinstance(data, dict) else {}
 
 
-def assemble_model_dir(name: str, weights_dir: Path, dest: Path, handler_overrides: dict | None = None) -> tuple[Path, dict]:
-    """Lay out ``dest/<name>`` as the archive's root (CONVENTIONS "Archive layout").
+def assemble_model_dir(name: str, weights_dir: Path, dest: Path, handler_overrides: dict | None = None,
+                       sources: Path = MODEL_SOURCES) -> tuple[Path, dict]:
+    """Lay out ``dest/<name>`` as the archive's root (CONVENTIONS "Archive layout"), from the
+    model sources under ``sources`` (default: this checkout's ``model_sources/``; another version's
+    folder measures that version).
 
     Sources are copied (handler.py, model-config.yaml, helper modules, the common package flat at
     the root); ``weights/`` is a symlink to ``weights_dir`` (GBs for the full-size models).
@@ -44,7 +47,8 @@ def assemble_model_dir(name: str, weights_dir: Path, dest: Path, handler_overrid
     if model_dir.exists():
         shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True)
-    for src_root in (MODEL_SOURCES / "common", MODEL_SOURCES / name):
+    sources = Path(sources)
+    for src_root in (sources / "common", sources / name):
         for entry in src_root.iterdir():
             if entry.name in ("__pycache__", "weights.yaml") or entry.name.endswith(".pyc"):
                 continue
@@ -54,7 +58,7 @@ def assemble_model_dir(name: str, weights_dir: Path, dest: Path, handler_overrid
             else:
                 shutil.copy2(entry, target)
     os.symlink(Path(weights_dir).resolve(), model_dir / "weights", target_is_directory=True)
-    cfg = read_model_config(name)
+    cfg = read_model_config(name, sources)
     handler_cfg = dict(cfg.get("handler") or {})
     handler_cfg.update(handler_overrides or {})
     cfg["handler"] = handler_cfg

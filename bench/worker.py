@@ -82,6 +82,7 @@ def run(spec: dict) -> dict:
 
     from bench.memory import MemoryProbe
     from bench.serving import load_handler_class, make_context, serve
+    from bench.stages import StageTimer
     from bench.workloads import RequestType, build_bodies
 
     device = spec["device"]
@@ -105,7 +106,7 @@ def run(spec: dict) -> dict:
 
     ctx = make_context(spec["model"], model_dir, spec["yaml_config"], device)
     t0 = time.perf_counter()
-    if spec["variant"] == "handler":
+    if spec.get("implementation", spec["variant"]) == "handler":
         cls = load_handler_class(model_dir)
     else:
         sys.path.insert(0, str(REPO))
@@ -139,13 +140,18 @@ def run(spec: dict) -> dict:
             prime, bodies = build_bodies(rt, spec["variant"], rt.warmup + rt.iterations)
             for body in prime + bodies[:rt.warmup]:
                 _check(serve(handler, ctx, [body]), rt.name)
-            samples, cpu_samples = [], []
-            for body in bodies[rt.warmup:]:
-                c, t = time.process_time(), time.perf_counter()
-                responses = serve(handler, ctx, [body])
-                samples.append((time.perf_counter() - t) * 1000.0)
-                cpu_samples.append((time.process_time() - c) * 1000.0)
-                _check(responses, rt.name)
+            samples, cpu_samples, stage_samples = [], [], []
+            with StageTimer(handler, rt.params.get("stages") or []) as stages:
+                for body in bodies[rt.warmup:]:
+                    stages.take()
+                    c, t = time.process_time(), time.perf_counter()
+                    responses = serve(handler, ctx, [body])
+                    samples.append((time.perf_counter() - t) * 1000.0)
+                    cpu_samples.append((time.process_time() - c) * 1000.0)
+                    stage_samples.append(stages.take())
+                    _check(responses, rt.name)
+            if rt.params.get("stages"):
+                entry["stages_p50_ms"] = _stage_p50(stage_samples, samples)
             peak = probe.peak()
             # process CPU time per request (all threads): on a shared CPU it shows the work done,
             # which wall time hides behind other jobs' load
@@ -173,11 +179,19 @@ def run(spec: dict) -> dict:
     else:
         mem["footprint_mib"] = max(load_peak["peak_mib"], inf_peak or 0)
     result["memory"] = mem
-    if spec["variant"] == "handler":
+    if spec.get("implementation", spec["variant"]) == "handler":
         result["handler_info"] = {k: str(getattr(handler, k)) for k in
                                   ("encoder_dtype", "scheduler_name", "default_steps", "kind", "device")
                                   if hasattr(handler, k)}
     return result
+
+
+def _stage_p50(stage_samples: list[dict], totals: list[float]) -> dict:
+    """p50 per step, and of ``other`` (each request's wall time minus its steps)."""
+    names = list(stage_samples[0]) if stage_samples else []
+    out = {name: percentile([s[name] for s in stage_samples], 50) for name in names}
+    out["other"] = percentile([total - sum(s.values()) for s, total in zip(stage_samples, totals)], 50)
+    return out
 
 
 def _check(responses: list, name: str) -> None:

@@ -7,12 +7,23 @@ project's handlers and the baseline accept, so both do the same work per request
 
 Profiles (``--profile``):
 
-- ``gpu``: full-size models at the issue's request types (sam: a first click on a new 1024 px
-  image, a cached click; lama 512/1024/2048 px; sd 512 px at the default steps).
-- ``cpu``: full-size models on a small CPU: a few iterations, lama at 512/1024 only, and sd at 1
-  and 2 denoising steps (the per-step time is their difference; the time at the default steps is
-  extrapolated and labelled as such).
+- ``gpu``: full-size models at the target request types (sam: a first click on a new 1024 px
+  image, a cached click; lama 512/1024/2048 px centred masks and 1024/2048/4096 px small masks;
+  sd 512 px at the default steps).
+- ``cpu``: full-size models on a small CPU: a few iterations, lama centred masks at 512/1024 and
+  small masks at 1024/2048/4096, and sd at 1 and 2 denoising steps (the per-step time is their
+  difference; the time at the default steps is extrapolated and labelled as such).
 - ``tiny``: the tiny random-weight models at toy sizes: exercises the runner in seconds (tests).
+- ``load``: full-size models, load only (no request): the cold-start figures, quickly; with
+  ``--compare-sources`` an earlier version's handlers load side by side.
+- ``click``: full-size SAM, cached clicks on a 1024 px image (the embedding computed once).
+- ``lama-4096``: full-size LaMa on a 4096 px image, the handler and the full-resolution baseline
+  (about 17 GiB of RAM on a CPU: kept out of ``cpu``).
+
+LaMa runs two mask shapes: a centred ellipse spanning 30% of each side, and a small object
+(:func:`small_object_mask`, 128 x 96 px whatever the image size: one thing erased from a large
+photo). Its baseline is the project's handler with ``hd_strategy: original``: the whole image at
+full resolution, as the original sample (and this handler before its large-image strategy) ran it.
 """
 
 from __future__ import annotations
@@ -50,6 +61,14 @@ def ellipse_mask(width: int, height: int, frac: float = 0.3) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     rx, ry = max(frac * width / 2, 1), max(frac * height / 2, 1)
     return ((xx - width / 2) / rx) ** 2 + ((yy - height / 2) / ry) ** 2 <= 1.0
+
+
+def small_object_mask(width: int, height: int, object_w: int = 128, object_h: int = 96) -> np.ndarray:
+    """(H, W) bool: an ellipse of ``object_w`` x ``object_h`` pixels centred at 60% / 40% of the
+    image (a small object in a large photo, away from the centre and the borders)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    cx, cy = 0.6 * width, 0.4 * height
+    return ((xx - cx) / (object_w / 2)) ** 2 + ((yy - cy) / (object_h / 2)) ** 2 <= 1.0
 
 
 def encode(array: np.ndarray, fmt: str) -> bytes:
@@ -94,12 +113,17 @@ class RequestType:
                    d.get("description", ""))
 
 
+#: The steps of a SAM click timed apart on cached clicks (bench.stages): request parsing and
+#: validation, prompt encoder + mask decoder, mask upscaling to the image and threshold, dilation,
+#: PNG encoding, base64 (``encode`` minus its PNG).
+SAM_STAGES = ["parse", "decode", "upscale", "dilate", "encode_png", "encode"]
+
 def _sam(size: int, iters: int, warm: int, iters_cached: int, warm_cached: int, base_iters: int, base_warm: int):
     handler = [
         RequestType(f"first_click_{size}", "sam_click", {"size": size, "image": "new"}, iters, warm,
                     f"first click on a new {size}x{size} image (image encoder runs)"),
-        RequestType("cached_click", "sam_click", {"size": size, "image": "id"}, iters_cached, warm_cached,
-                    "another click on an embedded image, sent as image_id (decoder only)"),
+        RequestType("cached_click", "sam_click", {"size": size, "image": "id", "stages": SAM_STAGES}, iters_cached,
+                    warm_cached, "another click on an embedded image, sent as image_id (decoder only)"),
         RequestType("cached_click_resend", "sam_click", {"size": size, "image": "same"}, iters_cached, warm_cached,
                     "another click, the same image bytes sent again (decode + digest + decoder)"),
     ]
@@ -123,32 +147,63 @@ def _sd(size: int, steps_list: list, iters: int, warm: int, base_steps_list: lis
     return {"handler": handler, "baseline": baseline}
 
 
-def _lama(sizes: list, iters: list, warm: list):
-    return {"handler": [RequestType(f"inpaint_{s}", "lama", {"size": s}, n, w,
-                                    f"{s}x{s} image, centred mask 30% of each side")
-                        for s, n, w in zip(sizes, iters, warm)],
-            "baseline": []}
+def _lama(sizes: list, iters: list, warm: list, small_sizes: list = (), small_iters: list = (),
+          small_warm: list = (), baseline_sizes: list | None = None):
+    """LaMa plans: centred masks at ``sizes``; small-object masks at ``small_sizes`` for the handler
+    and at ``baseline_sizes`` (default: the same) for the full-resolution baseline, once each when
+    the list is given (minutes and GiBs per request on a CPU at 2048 px and more)."""
+    centred = [RequestType(f"inpaint_{s}", "lama", {"size": s}, n, w, f"{s}x{s} image, centred mask 30% of each side")
+               for s, n, w in zip(sizes, iters, warm)]
+
+    def small(size: int, iterations: int, warmup: int) -> RequestType:
+        return RequestType(f"inpaint_{size}_small_mask", "lama", {"size": size, "mask": "small"}, iterations, warmup,
+                           f"{size}x{size} image, a 128x96 px object to erase")
+
+    handler = centred + [small(s, n, w) for s, n, w in zip(small_sizes, small_iters, small_warm)]
+    if baseline_sizes is None:
+        baseline = [small(s, n, w) for s, n, w in zip(small_sizes, small_iters, small_warm)]
+    else:
+        baseline = [small(s, 1, 0) for s in baseline_sizes]
+    return {"handler": handler, "baseline": baseline}
+
+
+def _load_only() -> dict:
+    return {"handler": [], "baseline": [], "load_only": True}
 
 
 PROFILES: dict[str, dict] = {
     "gpu": {
         "size": "full",
         "sam": _sam(1024, 20, 3, 50, 5, 10, 2),
-        "lama": _lama([512, 1024, 2048], [20, 20, 10], [3, 3, 2]),
+        "lama": _lama([512, 1024, 2048], [20, 20, 10], [3, 3, 2], [1024, 2048, 4096], [10, 10, 5], [2, 2, 1]),
         "sd": _sd(512, [None], 10, 2, [50], 5, 1),
     },
     "cpu": {
         "size": "full",
         "sam": _sam(1024, 1, 0, 5, 1, 1, 0),
-        "lama": _lama([512, 1024], [3, 1], [1, 0]),
+        # The full-resolution baseline once per size, up to 2048 px: at 4096 px it needs about 17 GiB of
+        # RAM (about 1 GiB per Mpx, measured at 2048) and many minutes on a CPU: profile lama-4096.
+        "lama": _lama([512, 1024], [3, 1], [1, 0], [1024, 2048, 4096], [3, 3, 3], [1, 1, 1], [1024, 2048]),
         "sd": _sd(512, [1, 2], 1, 0, [1, 2], 1, 0),
+    },
+    # sd also as "fp16": no dtype conversion, the load the GPU handler does (files -> device as stored)
+    # LaMa at 4096 px, handler and full-resolution baseline, on a CPU with about 20 GiB free
+    "lama-4096": {"size": "full", "lama": _lama([], [], [], [4096], [1], [1], [4096])},
+    "load": {"size": "full", "sam": _load_only(), "lama": _load_only(),
+             "sd": {**_load_only(), "handler_variants": {"fp16": {"dtype": "float16"}}}},
+    "click": {
+        "size": "full",
+        "sam": {"handler": [RequestType("cached_click", "sam_click", {"size": 1024, "image": "id", "stages": SAM_STAGES},
+                                        20, 3, "another click on an embedded image, sent as image_id (decoder only)")],
+                "baseline": []},
+        "lama": _load_only(), "sd": _load_only(),
     },
     "tiny": {
         "size": "tiny",
         # toy tensors: one thread (two OpenMP threads on a busy shared machine wait on each other)
         "threads": 1,
         "sam": _sam(128, 2, 1, 2, 1, 2, 1),
-        "lama": _lama([64, 128], [2, 2], [1, 1]),
+        "lama": _lama([64, 128], [2, 2], [1, 1], [256], [1], [0]),
         "sd": _sd(64, [None], 1, 0, [50], 1, 0),
     },
 }
@@ -183,7 +238,8 @@ def build_bodies(rt: RequestType, variant: str, count: int) -> tuple[list, list]
         return prime, [{"image_id": image_id, "gen_args": gen_args(i)} for i in range(count)]
     if rt.kind == "lama":
         img = b64(encode(synthetic_image(size, size, seed=2), "JPEG"))
-        mask = b64(encode(ellipse_mask(size, size), "PNG"))
+        shape = small_object_mask if p.get("mask") == "small" else ellipse_mask
+        mask = b64(encode(shape(size, size), "PNG"))
         return [], [{"image": img, "mask_image": mask} for _ in range(count)]
     if rt.kind == "sd":
         img = b64(encode(synthetic_image(size, size, seed=3), "JPEG"))

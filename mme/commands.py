@@ -382,11 +382,14 @@ def _check_output(path: str, formats: set[str] | None = None) -> Path:
 
 
 def _save(image, out: Path) -> None:
-    """Write atomically (temp file + rename), JPEG at quality 95."""
+    """Write atomically (temp file + rename), JPEG at quality 95 (transparency shown over white:
+    JPEG has no alpha)."""
     from PIL import Image
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     fmt = Image.EXTENSION[out.suffix.lower()]
+    if fmt == "JPEG" and image.mode == "RGBA":
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
     try:
         options = {"quality": 95} if fmt == "JPEG" else {}
         image.save(tmp, format=fmt, **options)

@@ -175,8 +175,9 @@ class EditingClient:
     # ------------------------------------------------------------------ erase (LaMa)
     def erase(self, image: ImageLike, mask: ImageLike) -> Image.Image:
         """Remove the masked object and fill the hole from its surroundings (LaMa). Returns an RGB
-        image of the input's size; pixels outside the mask are the input's. The answer's other
-        fields (e.g. ``ignored_args``) are in ``result.info``."""
+        image (RGBA when the input has transparency) of the input's displayed size; pixels outside
+        the mask are the input's. The answer's other fields (e.g. ``ignored_args``) are in
+        ``result.info``."""
         encoded = encode_image(image)
         mask_arr = load_mask(mask, encoded.size)
         answer = self.backend.invoke(ERASE_MODEL, {"image": encoded.b64, "mask_image": encode_mask(mask_arr)})
@@ -187,9 +188,10 @@ class EditingClient:
                 seed: int | None = None, steps: int | None = None, guidance: float | None = None,
                 strength: float | None = None) -> Image.Image:
         """Repaint the masked area from ``prompt`` (Stable Diffusion 2 inpainting). Returns an RGB
-        image of the input's size; pixels outside the mask are the input's. The seed used is in
-        ``result.info["seed"]`` (pass it back to reproduce the result). ``strength`` (0 < s <= 1,
-        the model's default 1.0): lower keeps more of the photo under the mask."""
+        image (RGBA when the input has transparency) of the input's displayed size; pixels outside
+        the mask are the input's. The seed used is in ``result.info["seed"]`` (pass it back to
+        reproduce the result). ``strength`` (0 < s <= 1, the model's default 1.0): lower keeps more
+        of the photo under the mask."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty: say what to paint into the mask")
         if len(prompt) > MAX_PROMPT_CHARS:
@@ -234,7 +236,8 @@ class EditingClient:
         if img.size != encoded.size:
             raise EndpointError(f"{model} returned a {img.size[0]}x{img.size[1]} image for a "
                                 f"{encoded.width}x{encoded.height} input")
-        img = img.convert("RGB") if img.mode != "RGB" else img
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
         for key, value in answer.items():
             if key != "generated_image":
                 img.info[key] = value

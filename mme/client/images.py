@@ -2,9 +2,12 @@
 
 Images travel as the file's own bytes when they are PNG, JPEG or WebP (what the handlers decode;
 no re-encoding, so the model sees exactly the user's pixels and ``image_id`` is the digest of the
-file), anything else Pillow can read is converted to PNG. Like the handlers, the client applies no
-EXIF rotation: sizes and coordinates are those of the stored pixels.
-Masks travel as 8-bit PNG, 0 or 255 (white = selected), at the image's size.
+file), anything else Pillow can read is converted to PNG. The handlers use images as displayed (EXIF
+orientation applied, as browsers and viewers do), so sizes, points and masks are those of the
+displayed picture: the client sends the file as it is and reads its orientation tag only to check
+points and masks against the displayed size. A Pillow image or an array is sent as its pixels are.
+Masks travel as 8-bit PNG, 0 or 255 (white = selected; transparent = not selected), at the image's
+displayed size.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -103,6 +106,22 @@ def _array_to_image(arr: np.ndarray, label: str) -> Image.Image:
     raise InputError(f"{label}: array of shape {arr.shape} is not an (H, W), (H, W, 3) or (H, W, 4) image")
 
 
+def _displayed_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) once the EXIF orientation is applied (orientations 5-8 swap the sides)."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, ValueError, SyntaxError):
+        orientation = 1
+    return (img.height, img.width) if orientation in (5, 6, 7, 8) else img.size
+
+
+def _sendable(img: Image.Image) -> Image.Image:
+    """``img`` in a mode PNG holds losslessly for the handlers: RGB, RGBA (transparency kept) or L."""
+    if img.mode in ("RGB", "RGBA", "L"):
+        return img
+    return img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+
+
 def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=3)
@@ -123,8 +142,7 @@ def encode_image(image: ImageLike) -> EncodedImage:
         img = _open(data, label)
         if img.format not in WIRE_FORMATS:
             try:
-                img.load()
-                data = _png(img.convert("RGBA" if "A" in img.getbands() else "RGB"))
+                data = _png(_sendable(ImageOps.exif_transpose(img)))
             except (OSError, ValueError) as exc:
                 raise InputError(f"{label}: not a readable image ({exc})") from None
         else:
@@ -132,9 +150,9 @@ def encode_image(image: ImageLike) -> EncodedImage:
                 img.verify()  # catches truncated/corrupt files before the upload
             except Exception as exc:  # noqa: BLE001 - Pillow raises many types here
                 raise InputError(f"{label}: corrupt {img.format} image ({exc})") from None
-        size = img.size
+        size = _displayed_size(_open(data, label))  # verify() used up the first handle
     elif isinstance(image, Image.Image):
-        size, data = image.size, _png(image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB"))
+        size, data = image.size, _png(_sendable(image))
     elif isinstance(image, np.ndarray):
         img = _array_to_image(image, label)
         size, data = img.size, _png(img)
@@ -179,6 +197,11 @@ def load_mask(mask: ImageLike, size: tuple[int, int] | None = None) -> np.ndarra
 
 
 def _mask_array(img: Image.Image) -> np.ndarray:
+    """Selected pixels of a mask image as displayed (EXIF orientation applied); transparent pixels
+    are not selected (composited over black), as the handlers read masks."""
+    img = ImageOps.exif_transpose(img)
+    if "A" in img.getbands() or "transparency" in img.info:
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "black"), img.convert("RGBA"))
     return np.asarray(img.convert("L")) > 127
 
 

@@ -194,19 +194,29 @@ class LamaInpainter(nn.Module):
         return mask * predicted + (1 - mask) * image
 
 
-def generator_from_state_dict(state: dict, **arch) -> FFCResNetGenerator:
-    """Build a generator (``BIG_LAMA`` updated with ``arch``) and load ``state`` strictly.
-
-    ``state`` may be the generator's own state dict or a Lightning checkpoint ``state_dict``
-    whose generator keys carry the ``generator.`` prefix (other keys are ignored).
-    """
-    if any(k.startswith("generator.") for k in state):
-        state = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+def new_generator(**arch) -> FFCResNetGenerator:
+    """A generator of ``BIG_LAMA`` updated with ``arch`` (build it under ``torch.device("meta")``
+    to skip the random initialisation when weights are assigned next)."""
     unknown = set(arch) - set(BIG_LAMA)
     if unknown:
         raise ValueError(f"unknown LaMa architecture keys: {sorted(unknown)}")
-    generator = FFCResNetGenerator(**{**BIG_LAMA, **arch})
-    generator.load_state_dict(state, strict=True)
+    return FFCResNetGenerator(**{**BIG_LAMA, **arch})
+
+
+def generator_state(state: dict) -> dict:
+    """The generator's tensors of ``state``: its own state dict, or a Lightning checkpoint
+    ``state_dict`` whose generator keys carry the ``generator.`` prefix (other keys are dropped)."""
+    if any(k.startswith("generator.") for k in state):
+        return {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+    return state
+
+
+def generator_from_state_dict(state: dict, **arch) -> FFCResNetGenerator:
+    """Build a generator (``BIG_LAMA`` updated with ``arch``) without random initialisation and
+    assign ``state`` (see :func:`generator_state`) strictly; on the tensors' device."""
+    with torch.device("meta"):
+        generator = new_generator(**arch)
+    generator.load_state_dict(generator_state(state), strict=True, assign=True)
     return generator.eval()
 
 
@@ -266,12 +276,13 @@ _stub_pickle.__name__ = "_lama_stub_pickle"
 
 
 def read_state_dict(path: str) -> dict:
-    """Tensors of a ``.ckpt``/``.pth`` file: a Lightning checkpoint's ``state_dict`` or a bare
-    state dict. Tries ``torch.load(weights_only=True)`` first, then the inert-stub reader."""
+    """Tensors of a ``.ckpt``/``.pth`` file, memory-mapped: a Lightning checkpoint's
+    ``state_dict`` or a bare state dict. Tries ``torch.load(weights_only=True)`` first, then the
+    inert-stub reader."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_stub_pickle)
+        obj = torch.load(path, map_location="cpu", mmap=True, weights_only=False, pickle_module=_stub_pickle)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -3,13 +3,14 @@
 Request (JSON): ``image`` (base64 PNG/JPEG/WebP) or ``image_id`` (from an earlier response),
 ``gen_args`` (object or JSON string):
 
-- ``point_coords``: ``[x, y]`` or ``[[x, y], ...]`` in image pixels (required unless ``box``);
+- ``point_coords``: ``[x, y]`` or ``[[x, y], ...]`` in pixels of the image as displayed (EXIF
+  orientation applied, see ``mme_serving.pixels``; required unless ``box``);
 - ``point_labels``: ``1``/``0`` or a list of them, one per point (default: all 1 = foreground);
 - ``box``: optional ``[x0, y0, x1, y1]``;
 - ``dilate_kernel_size``: optional int, square dilation of the mask (0 = none);
 - ``multimask``: default true = the best-scoring of SAM's three masks; false = single mask.
 
-Response: ``{"generated_image": <base64 PNG, 0/255, input size>, "score": <predicted IoU>,
+Response: ``{"generated_image": <base64 PNG, 0/255, the displayed size>, "score": <predicted IoU>,
 "image_id": <sha256 of the image file>, "embedding_cached": <bool>}``.
 
 Image embeddings are kept in an LRU cache keyed by the image digest (``handler.cache_size``),
@@ -17,13 +18,15 @@ so a second click on the same image skips the image encoder; sending ``image_id`
 while the embedding is cached on this instance, otherwise the client gets a 400
 ``unknown_image_id`` telling it to resend the image.
 
-Precision: the image encoder (the expensive ViT) runs under CUDA autocast (bf16 where the GPU
-supports it, else fp16); the prompt encoder, mask decoder and thresholding stay fp32, as do
-all weights. On CPU everything is fp32.
+The model sees transparent images composited over white. Precision: the image encoder (the
+expensive ViT) runs under CUDA autocast (bf16 where the GPU supports it, else fp16); the prompt
+encoder, mask decoder and thresholding stay fp32, as do all weights. On CPU everything is fp32.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import re
 from types import SimpleNamespace
@@ -31,6 +34,7 @@ from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mme_serving import (
     Arg,
     ConfigError,
@@ -41,11 +45,12 @@ from mme_serving import (
     decode_image,
     digest,
     dilate,
-    encode_png_b64,
+    encode_png,
     finite_float,
     load_json_overrides,
     resolve_file,
 )
+from mme_serving import weights
 from mme_serving.errors import (
     INVALID_ARGUMENT,
     INVALID_FIELD,
@@ -54,6 +59,7 @@ from mme_serving.errors import (
     INVALID_POINT_LABEL,
     UNKNOWN_IMAGE_ID,
 )
+from decoder_memo import ProjectionMemo
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -113,9 +119,9 @@ def build_sam(arch: dict) -> Sam:
 # NOTE: TorchServe requires handler.py to define exactly one class, so the small records below
 # are SimpleNamespace objects rather than dataclasses.
 def _embedding(features: torch.Tensor, original_size: tuple, input_size: tuple) -> SimpleNamespace:
-    """A cached image embedding (fp32, on the model's device), the original (H, W) and the
-    (h, w) after ResizeLongestSide."""
-    return SimpleNamespace(features=features, original_size=original_size, input_size=input_size)
+    """A cached image embedding (fp32, on the model's device), the original (H, W), the (h, w)
+    after ResizeLongestSide and the decoder's memo for this image (``decoder_memo.py``)."""
+    return SimpleNamespace(features=features, original_size=original_size, input_size=input_size, memo={})
 
 
 def _as_number(value, what: str) -> float:
@@ -139,16 +145,20 @@ class SamHandler(ServingHandler):
         arch.update(load_json_overrides(self.model_dir, s.get_str("arch_file", "weights/arch.json")))
         ckpt = resolve_file(self.model_dir, s.get("checkpoint", ["weights/sam_*.pth", "weights/*.pth"]),
                             "SAM checkpoint")
-        model = build_sam(arch)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        model.load_state_dict(state, strict=True)
-        self.model = model.to(self.device).eval()
+        # built without random init, tensors assigned from the mapped file, moved to the device once
+        with weights.ReadAhead([ckpt]):
+            state = weights.torch_checkpoint(ckpt)
+            if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+                state = state["model"]
+            self.model = weights.assign(weights.empty(lambda: build_sam(arch)), state, self.device)
+            del state
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         with torch.no_grad():  # the prompt encoder's positional grid: the same for every click
             self.dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.cache = LRUCache(s.get_int("cache_size", 32, min=0, max=4096))
+        memo = s.get_str("decoder_memo", "auto", choices=("auto", "on", "off"))
+        use_memo = memo == "on" or (memo == "auto" and self.device.type == "cpu")
+        self.decoder_memo = ProjectionMemo(self.model) if use_memo else None
         self.max_points = s.get_int("max_points", 32, min=1, max=1024)
         self.max_dilate = s.get_int("max_dilate_kernel_size", 101, min=0, max=1001)
         dtype_name = s.get_str("encoder_dtype", "auto", choices=("auto", "float32", "bfloat16", "float16"))
@@ -273,7 +283,20 @@ class SamHandler(ServingHandler):
             embedding = self.embed(job.image)
             cached = False
         self.cache.put(job.image_id, embedding)
+        low_res, score = self.decode(job, embedding)
+        mask = self.upscale(low_res, embedding)
+        if job.dilate > 1:
+            mask = dilate(mask, job.dilate)
+        return {
+            "generated_image": self.encode(mask),
+            "score": score,
+            "image_id": job.image_id,
+            "embedding_cached": cached,
+        }
 
+    def decode(self, job: SimpleNamespace, embedding: SimpleNamespace) -> tuple[torch.Tensor, float]:
+        """Prompt encoder + mask decoder: the best-scoring low-resolution mask logits (1, 1, 256,
+        256) and its predicted IoU."""
         model, dev = self.model, self.device
         points = None
         if job.coords is not None:
@@ -284,20 +307,30 @@ class SamHandler(ServingHandler):
         if job.box is not None:
             box = self.transform.apply_boxes(job.box[None], embedding.original_size)
             boxes = torch.as_tensor(box, dtype=torch.float32, device=dev)
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=embedding.features, image_pe=self.dense_pe,
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=job.multimask,
-        )
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)  # no mask prompt: see decoder_memo
+        with self.decoder_memo.image(embedding.memo) if self.decoder_memo else contextlib.nullcontext():
+            low_res, iou = model.mask_decoder(
+                image_embeddings=embedding.features, image_pe=self.dense_pe,
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=job.multimask,
+            )
         scores = iou[0].tolist()  # one device->host copy for the choice and the score
         best = scores.index(max(scores))  # the first best, as torch.argmax
-        logits = model.postprocess_masks(low_res[:, best:best + 1], embedding.input_size, embedding.original_size)
-        mask = (logits[0, 0] > model.mask_threshold).cpu().numpy()
-        if job.dilate > 1:
-            mask = dilate(mask, job.dilate)
-        return {
-            "generated_image": encode_png_b64(mask, self.png_compress_level),
-            "score": scores[best],
-            "image_id": job.image_id,
-            "embedding_cached": cached,
-        }
+        return low_res[:, best:best + 1], scores[best]
+
+    def upscale(self, low_res: torch.Tensor, embedding: SimpleNamespace) -> np.ndarray:
+        """The mask at the image's size, (H, W) bool: ``Sam.postprocess_masks`` (bilinear to the
+        encoder's input, crop the padding, bilinear to the image's size) and the threshold. The
+        last resize is skipped when the image's longest side is the encoder's input size (1024):
+        it would resize to the same size, which bilinear interpolation leaves unchanged."""
+        model = self.model
+        size = model.image_encoder.img_size
+        logits = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
+        h, w = embedding.input_size
+        logits = logits[..., :h, :w]
+        if tuple(embedding.original_size) != (h, w):
+            logits = F.interpolate(logits, embedding.original_size, mode="bilinear", align_corners=False)
+        return (logits[0, 0] > model.mask_threshold).cpu().numpy()
+
+    def encode(self, mask: np.ndarray) -> str:
+        """The mask as a base64 PNG (0/255)."""
+        return base64.b64encode(encode_png(mask, self.png_compress_level)).decode("ascii")

@@ -7,11 +7,14 @@ Request (JSON; the shared contract of ``mme_serving``)::
      "gen_args": {"num_inference_steps": 25, "guidance_scale": 7.5, "seed": 42,  # all optional
                   "strength": 1.0}}
 
-Response: ``{"generated_image": <base64 PNG, the input's size>, "seed": <the seed used>}``
+Response: ``{"generated_image": <base64 PNG, the input's displayed size>, "seed": <the seed used>}``
 (plus ``ignored_args``, the unknown ``gen_args`` keys, when there are any).
-Pixels outside the mask are the input's, byte for byte. Without ``seed`` a random one is drawn
-and returned, so any result can be reproduced; with the same seed and inputs the same bytes come
-back (on the same hardware and software; a CUDA and a CPU generator give different noise).
+Pixels outside the mask are the input's (as decoded: display orientation, 8-bit), byte for byte.
+Without ``seed`` a random one is drawn and returned, so any result can be reproduced; with the
+same seed and inputs the same bytes come back (on the same hardware and software; a CUDA and a
+CPU generator give different noise). An input with transparency is seen by the model
+composited over white and comes back RGBA: its alpha unchanged outside the mask, opaque inside
+it (the new content is painted).
 
 ``strength`` (0 < strength <= 1, default 1.0) is how much of the masked area is repainted: 1.0
 starts from pure noise (the prompt alone decides what appears), lower values start from the
@@ -60,16 +63,19 @@ requests of a TorchServe batch that share steps, guidance and strength in one pi
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import secrets
 from typing import Any
 
+import numpy as np
 import torch
 from mme_serving import Arg, ConfigError, Request, RequestError, ServingHandler, encode_png_b64
 from mme_serving.errors import OUT_OF_RANGE
+from mme_serving.ops import alpha_inside_mask
+from mme_serving.pixels import flatten
 from sd_crop import mask_bbox, paste_back, plan_crop, prepare_canvas
+from sd_pipeline import has_variant, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +107,6 @@ def make_scheduler(name: str, config: Any):
     raise ConfigError(f"unknown scheduler {name!r}")
 
 
-def _has_variant(weights_dir: str, variant: str) -> bool:
-    """True when every network folder holds ``*.<variant>.safetensors`` (or .bin) files."""
-    for sub in ("unet", "vae", "text_encoder"):
-        pattern = os.path.join(weights_dir, sub, f"*.{variant}.*")
-        if not glob.glob(pattern):
-            return False
-    return True
-
-
 def _above_zero(value: float, name: str) -> float:
     """``strength`` is in (0, 1]: zero would repaint nothing."""
     if value <= 0:
@@ -122,7 +119,6 @@ class SDInpaintHandler(ServingHandler):
 
     def load_model(self) -> None:
         """Load the diffusers pipeline from ``weights/`` with the configured scheduler/precision."""
-        from diffusers import StableDiffusionInpaintPipeline
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
 
@@ -131,8 +127,6 @@ class SDInpaintHandler(ServingHandler):
         transformers_logging.disable_progress_bar()
         s = self.settings
         weights_dir = os.path.join(self.model_dir, s.get_str("weights_dir", "weights"))
-        if not os.path.isfile(os.path.join(weights_dir, "model_index.json")):
-            raise ConfigError(f"no diffusers pipeline (model_index.json) under {weights_dir}")
 
         dtype_name = s.get_str("dtype", "auto", choices=("auto", *_DTYPES))
         if dtype_name == "auto":
@@ -140,7 +134,7 @@ class SDInpaintHandler(ServingHandler):
         else:
             dtype = _DTYPES[dtype_name]
         variant = s.get_str("variant", "fp16") or None
-        if variant and not _has_variant(weights_dir, variant):
+        if variant and not has_variant(weights_dir, variant):
             logger.info("no '%s' variant files under %s; loading the default files", variant, weights_dir)
             variant = None
 
@@ -157,17 +151,8 @@ class SDInpaintHandler(ServingHandler):
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
 
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(
-            weights_dir,
-            variant=variant,
-            dtype=dtype,
-            safety_checker=None,  # off on purpose: see the module docstring
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=True,
-        )
+        pipe = load_pipeline(weights_dir, self.device, dtype, variant)  # safety checker off: see above
         pipe.scheduler = make_scheduler(self.scheduler_name, pipe.scheduler.config)
-        pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.tokenizer = pipe.tokenizer
@@ -216,7 +201,7 @@ class SDInpaintHandler(ServingHandler):
         if seed is None:
             seed = secrets.randbelow(SEED_MAX + 1)
         plan = plan_crop(image.size, mask_bbox(mask), native=self.native, context=self.context_ratio)
-        canvas, canvas_mask = prepare_canvas(image, mask, plan, cell=self.cell)
+        canvas, canvas_mask = prepare_canvas(flatten(image), mask, plan, cell=self.cell)
         return {
             "image": image, "mask": mask, "plan": plan, "canvas": canvas, "canvas_mask": canvas_mask,
             "prompt": prompt, "negative_prompt": negative, "seed": seed,
@@ -244,6 +229,10 @@ class SDInpaintHandler(ServingHandler):
 
     def _respond(self, item: dict, generated) -> dict:
         result = paste_back(item["image"], item["mask"], generated, item["plan"])
+        if result.mode == "RGBA":  # the painted pixels are opaque; the input's alpha elsewhere
+            pixels = np.array(result)
+            pixels[..., 3] = alpha_inside_mask(pixels[..., 3], item["mask"], "opaque")
+            result = pixels
         return {"generated_image": encode_png_b64(result, self.png_compress_level), "seed": item["seed"]}
 
     def infer(self, item: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Crop-for-inpainting geometry of the ``sd`` handler (pure numpy + Pillow, no torch).
+"""Crop-for-inpainting geometry of the ``sd`` handler (numpy + Pillow).
 
 Stable Diffusion 2 inpainting is trained at 512x512. Feeding it a whole 4000x3000 photo (or a
 97x61 thumbnail) at its own size is slow, out of distribution, or both, and shrinking the whole
@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from mme_serving.ops import mask_bbox  # noqa: F401  (part of this module's API: plan_crop takes its box)
 from PIL import Image
 
 DEFAULT_CONTEXT = 0.25
@@ -60,15 +61,6 @@ class CropPlan:
         """``(width, height)`` of the window in image pixels."""
         left, top, right, bottom = self.box
         return right - left, bottom - top
-
-
-def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box ``(left, top, right, bottom)`` (exclusive) of a boolean mask, None if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _window_1d(lo: int, hi: int, length: int, limit: int) -> tuple[int, int]:

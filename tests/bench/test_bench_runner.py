@@ -41,7 +41,7 @@ def test_results_follow_the_schema(tiny_run):
     assert data["schema"] == "mme-bench/1" and data["profile"] == "tiny" and data["model_size"] == "tiny"
     assert data["device"]["kind"] == "cpu" and data["device"]["cpu_count"] >= 1
     assert set(data["models"]) == {"sam", "lama", "sd"}
-    expected_runs = {"sam": {"handler", "baseline"}, "lama": {"handler"}, "sd": {"handler", "baseline"}}
+    expected_runs = {"sam": {"handler", "baseline"}, "lama": {"handler", "baseline"}, "sd": {"handler", "baseline"}}
     for name, model in data["models"].items():
         assert set(model["runs"]) == expected_runs[name]
         for variant, run in model["runs"].items():
@@ -55,7 +55,15 @@ def test_results_follow_the_schema(tiny_run):
                 assert 0 < req["p50_ms"] <= req["p95_ms"] and req["peak_mib"] > 0
     sam = data["models"]["sam"]["runs"]["handler"]["requests"]
     assert {"first_click_128", "cached_click", "cached_click_resend"} <= set(sam)
-    assert set(data["models"]["lama"]["runs"]["handler"]["requests"]) == {"inpaint_64", "inpaint_128"}
+    steps = sam["cached_click"]["stages_p50_ms"]  # bench.stages: exclusive time per step of the click
+    assert list(steps) == ["parse", "decode", "upscale", "dilate", "encode_png", "encode", "other"]
+    assert all(v >= 0 for v in steps.values()) and steps["decode"] > 0 and steps["encode_png"] > 0
+    assert sum(steps.values()) == pytest.approx(sam["cached_click"]["p50_ms"], rel=0.5)
+    lama = data["models"]["lama"]["runs"]
+    assert set(lama["handler"]["requests"]) == {"inpaint_64", "inpaint_128", "inpaint_256_small_mask"}
+    assert set(lama["baseline"]["requests"]) == {"inpaint_256_small_mask"}  # whole image, full resolution
+    assert lama["baseline"]["settings"]["handler"]["hd_strategy"] == "original"
+    assert lama["handler"]["settings"]["handler"]["hd_strategy"] == "crop"
     comps = {c["what"] for c in data["models"]["sam"]["comparisons"]}
     assert any(w.startswith("first click") for w in comps) and any(w.startswith("cached click (image_id)") for w in comps)
     sd_comp = [c for c in data["models"]["sd"]["comparisons"] if "PNDM 50" in c["what"]]
@@ -74,6 +82,9 @@ def test_docs_section_between_markers_rest_intact(tiny_run):
     assert "| sam | handler | first_click_128 | 1 |" in section
     assert "| sam | baseline | click_128 | 1 |" in section
     assert "| lama | handler | inpaint_128 | 1 |" in section
+    assert "| lama | baseline | inpaint_256_small_mask | 1 |" in section
+    assert "load peak / loaded" in section
+    assert "sam handler `cached_click`, per step" in section
     assert "| sd | baseline | inpaint_64_pndm_50step | 1 |" in section
     assert "| $1.52 | 100 | 4 | 200 | $218,880 | 50 | $54,720 | 75% |" in section  # the post's example
 
@@ -100,6 +111,43 @@ def test_schema_rejects_broken_results(tiny_run):
     problems = report.validate(data)
     assert any("load_s" in p for p in problems) and any("p50_ms" in p for p in problems)
     assert any("device.kind" in p for p in problems)
+
+
+def test_versions_compare_load_memory_and_requests():
+    """``--compare-sources`` runs ('before') against this version: ratio = before / now."""
+    from bench.run import compare_versions
+
+    def run(load, peak, p50):
+        return {"import_s": 1.0, "load_s": load, "load_to_cold_read_ratio": load / 2.0,
+                "memory": {"loaded_mib": 1000.0, "load_peak_mib": peak}, "requests": {"cached_click": _req(p50)}}
+
+    comps = {c["what"]: c for c in compare_versions({"before": run(6.0, 1600.0, 300.0), "handler": run(2.0, 1000.0, 60.0)})}
+    assert comps["load (artifact dir -> ready): before vs now"]["ratio"] == 3.0
+    assert comps["load / cold read of the weights: before vs now"]["handler"] == 1.0
+    assert comps["load peak / loaded memory: before vs now"]["baseline"] == 1.6
+    assert comps["cached_click p50: before vs now"]["ratio"] == 5.0
+    assert compare_versions({"handler": run(2.0, 1000.0, 60.0)}) == []
+    assert compare_versions({"before": {"error": "x"}, "handler": run(2.0, 1000.0, 60.0)}) == []
+
+
+def test_repeated_loads_report_the_median_attempt():
+    from bench.run import median_load_run
+
+    def attempt(ratio, error=None):
+        return {"load_s": ratio, "weights": {"read_cold_s": 1.0}, "load_to_cold_read_ratio": ratio,
+                "memory": {"loaded_mib": 10.0, "load_peak_mib": 11.0}, "import_s": 0.1, "error": error}
+
+    chosen = median_load_run([attempt(3.0), attempt(1.0), attempt(2.0), attempt(None, error="boom")])
+    assert chosen["load_to_cold_read_ratio"] == 2.0
+    assert [a["load_s"] for a in chosen["load_attempts"]] == [3.0, 1.0, 2.0, None]
+    assert median_load_run([attempt(5.0)]) == attempt(5.0)  # one attempt: as it is
+
+
+def test_compare_sources_must_hold_the_models(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--models", "lama", "--device", "cpu",
+                           "--compare-sources", str(tmp_path), "--out", str(tmp_path / "x.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no <model>/handler.py there for lama" in proc.stderr
 
 
 def test_bad_models_argument_fails_fast(tmp_path):

@@ -12,7 +12,9 @@ import importlib.util
 import io
 import json
 import shutil
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,57 @@ def package_model(name: str, weights_dir: Path, out_dir: Path) -> Path:
     archive = out_dir / f"{name}.tar.gz"
     Path(result.location).replace(archive)
     return archive
+
+# ---------------------------------------------------------------------------------------------- photos
+#: How to store a picture so that a viewer applying EXIF orientation ``k`` shows it upright: the
+#: inverse of the transposition the orientation asks for (orientations 6 and 8 are each other's).
+STORE_FOR_ORIENTATION = {
+    1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270,
+}
+
+
+def oriented_jpeg(display: np.ndarray, orientation: int, quality: int = 95) -> bytes:
+    """JPEG bytes of ``display`` stored the way a camera stores it with EXIF ``orientation``
+    (1-8): a viewer that applies the tag shows ``display`` (up to JPEG loss)."""
+    from PIL import ExifTags
+
+    img = Image.fromarray(display)
+    method = STORE_FOR_ORIENTATION[orientation]
+    stored = img.transpose(method) if method is not None else img
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=quality, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def displayed(data: bytes) -> np.ndarray:
+    """What a viewer shows for encoded image ``data`` (Pillow's exif_transpose), as RGB."""
+    from PIL import ImageOps
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG of a uint16 (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA array. Pillow cannot
+    write 16-bit colour PNGs, so the chunks are written here (PNG spec: IHDR bit depth 16, colour
+    type 0/2/6, filter 0 per row, zlib IDAT)."""
+    array = np.asarray(array, dtype=">u2")
+    height, width = array.shape[:2]
+    colour = {2: 0, 3: {3: 2, 4: 6}.get(array.shape[-1])}[array.ndim]
+    rows = array.reshape(height, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def b64(data: bytes) -> str:
+    """Base64 text of encoded bytes (a request field)."""
+    return base64.b64encode(data).decode()

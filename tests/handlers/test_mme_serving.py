@@ -78,9 +78,10 @@ def test_decode_supported_formats(fmt):
         assert np.array_equal(np.asarray(out), img)
 
 
-def test_decode_converts_modes_and_takes_first_frame():
+def test_decode_keeps_alpha_and_takes_first_frame():
     rgba = Image.fromarray(np.dstack([sample_image(9, 7), np.full((7, 9), 128, np.uint8)]), "RGBA")
-    assert ms.decode_image(png_bytes(rgba), "image").mode == "RGB"
+    assert ms.decode_image(png_bytes(rgba), "image").mode == "RGBA"
+    assert ms.decode_image(png_bytes(rgba), "image", mode="RGB").mode == "RGB"
     frames = [Image.fromarray(sample_image(9, 7, seed=s)) for s in range(3)]
     buf = io.BytesIO()
     frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], lossless=True)
@@ -161,12 +162,7 @@ def test_encode_png_is_lossless_and_binary_for_masks():
         assert np.array_equal(np.asarray(img), rgb)
 
 
-def test_composite_and_dilate():
-    a, b = sample_image(10, 6, seed=1), sample_image(10, 6, seed=2)
-    mask = np.zeros((6, 10), bool)
-    mask[2:4, 5:] = True
-    out = ms.composite(a, b, mask)
-    assert np.array_equal(out[mask], b[mask]) and np.array_equal(out[~mask], a[~mask])
+def test_dilate():
     point = np.zeros((9, 9), bool)
     point[4, 4] = True
     assert ms.dilate(point, 0) is point and ms.dilate(point, 1) is point

@@ -21,7 +21,7 @@ from .codec import (
 )
 from .config import ConfigError, Settings, load_json_overrides, resolve_file, select_device
 from .errors import RequestError, error_body
-from .ops import composite, dilate
+from .ops import dilate
 from .request import Arg, Request, digest, finite_float, parse_body, parse_gen_args
 
 __all__ = [
@@ -29,5 +29,5 @@ __all__ = [
     "ImageLimits", "LRUCache", "Request", "RequestError", "ServingHandler", "Settings",
     "b64decode_field", "decode_b64_image", "decode_image", "digest", "encode_png", "encode_png_b64",
     "error_body", "finite_float", "load_json_overrides", "mask_from_image", "parse_body", "parse_gen_args",
-    "resolve_file", "select_device", "composite", "dilate",
+    "resolve_file", "select_device", "dilate",
 ]

@@ -3,8 +3,8 @@
 Decoding is defensive: only PNG, JPEG and WebP are accepted, the pixel count declared by the
 file header is checked against a limit *before* any pixel is decoded, and Pillow's own
 decompression-bomb guard (``DecompressionBombWarning``/``DecompressionBombError``) is turned into
-a 400 as well. Pixels are used as stored (no EXIF rotation is applied), so outputs line up
-pixel for pixel with what the client sent.
+a 400 as well. Decoded images are in display orientation (EXIF applied) and 8-bit RGB or RGBA;
+the rules are in :mod:`mme_serving.pixels`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import pixels
 from .errors import (
     EMPTY_MASK,
     IMAGE_TOO_LARGE,
@@ -83,14 +84,20 @@ def _check_size(actual: tuple[int, int], size: tuple[int, int], field: str) -> N
 
 
 def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None = None,
-                 mode: str = "RGB", size: tuple[int, int] | None = None) -> Image.Image:
-    """Decode PNG/JPEG/WebP bytes into a loaded PIL image converted to ``mode``.
+                 mode: str | None = None, size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode PNG/JPEG/WebP bytes into a loaded PIL image in display orientation.
+
+    ``mode``: None = 8-bit ``RGB``, or ``RGBA`` when the image has transparency (what outputs are
+    built on); ``"RGB"`` = what the models see (transparency composited over white); ``"L"`` = a
+    mask's luminance (transparent pixels black). See :mod:`mme_serving.pixels`.
 
     Raises ``invalid_image`` for anything else (or a truncated file) and ``image_too_large``
     when the header declares more than ``limits.max_pixels`` pixels or Pillow flags a
-    decompression bomb. With ``size`` (w, h), a header of another size is a
+    decompression bomb. With ``size`` (w, h, as displayed), a header of another size is a
     ``mask_size_mismatch``, before any pixel is decoded. Animated images yield their first frame.
     """
+    if mode not in (None, "RGB", "L"):
+        raise ValueError(f"mode must be None, 'RGB' or 'L', not {mode!r}")
     limits = limits or ImageLimits()
     try:
         with warnings.catch_warnings():
@@ -105,11 +112,14 @@ def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None =
             if width < limits.min_side or height < limits.min_side:
                 raise RequestError(INVALID_IMAGE, f"'{field}' is {width}x{height}; each side must be at least {limits.min_side}")
             if size is not None:
+                _check_size(pixels.display_size(img), size, field)
+            img = pixels.to_display(img)
+            if size is not None:  # an orientation found only while decoding (PNG eXIf after the data)
                 _check_size(img.size, size, field)
-            img.load()
-            if img.mode != mode:
-                img = img.convert(mode)
-            return img
+            if mode == "L":
+                return pixels.mask_plane(img)
+            img = pixels.normalize(img)
+            return pixels.flatten(img) if mode == "RGB" else img
     except RequestError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -121,22 +131,21 @@ def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None =
 
 
 def decode_b64_image(value: object, field: str = "image", limits: ImageLimits | None = None,
-                     mode: str = "RGB") -> Image.Image:
+                     mode: str | None = None) -> Image.Image:
     """``b64decode_field`` + ``decode_image`` in one call."""
     return decode_image(b64decode_field(value, field, limits), field, limits, mode)
 
 
 def mask_from_image(mask_img: Image.Image, size: tuple[int, int], field: str = "mask_image",
                     threshold: int = 127, allow_empty: bool = False) -> np.ndarray:
-    """Binarize a mask image (pixels > ``threshold`` in luminance are "masked").
+    """Binarize a mask image (pixels > ``threshold`` in luminance are "masked"; transparent
+    pixels never are, see :func:`mme_serving.pixels.mask_plane`).
 
     ``size`` is the (width, height) of the image the mask belongs to. Returns a bool array
     (H, W). Raises ``mask_size_mismatch`` and (unless ``allow_empty``) ``empty_mask``.
     """
     _check_size(mask_img.size, size, field)
-    if mask_img.mode != "L":
-        mask_img = mask_img.convert("L")
-    mask = np.asarray(mask_img) > threshold
+    mask = np.asarray(pixels.mask_plane(mask_img)) > threshold
     if not allow_empty and not mask.any():
         raise RequestError(EMPTY_MASK, f"'{field}' selects no pixel (all values <= {threshold})")
     return mask

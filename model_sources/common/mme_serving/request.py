@@ -218,13 +218,14 @@ class Request:
             raise RequestError(MISSING_FIELD, f"'{field}' is required (a base64 PNG, JPEG or WebP)")
         return b64decode_field(value, field, self.limits)
 
-    def image(self, field: str = "image", mode: str = "RGB") -> Image.Image:
-        """Decode a required base64 image field into a PIL image of ``mode``."""
+    def image(self, field: str = "image", mode: str | None = None) -> Image.Image:
+        """Decode a required base64 image field (display orientation; ``mode`` as in
+        :func:`mme_serving.codec.decode_image`: RGB, or RGBA when it has transparency)."""
         return decode_image(self.image_bytes(field), field, self.limits, mode)
 
     def mask(self, size: tuple[int, int], field: str = "mask_image", threshold: int = 127,
              allow_empty: bool = False) -> np.ndarray:
-        """Decode a required base64 mask (bool array, True = masked) of image ``size`` (w, h)."""
+        """Decode a required base64 mask (bool array, True = masked) of image ``size`` (w, h, as displayed)."""
         img = decode_image(self.image_bytes(field), field, self.limits, mode="L", size=size)
         return mask_from_image(img, size, field, threshold, allow_empty)
 

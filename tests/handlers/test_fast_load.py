@@ -1,0 +1,190 @@
+"""The lean loaders give the same models and outputs as the plain way (build, torch.load /
+from_pretrained, load_state_dict, .to): every tensor equal, the same answers, nothing left on the
+meta device, no read-ahead thread left behind; and SAM's faster click post-processing equals
+segment_anything's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from handler_testlib import b64_png, decode_b64_png, load_handler_class, rect_mask, run_batch, sample_image, start_handler
+
+from mme_serving import ConfigError
+
+
+def assert_same_tensors(ours: torch.nn.Module, reference: torch.nn.Module) -> None:
+    mine, ref = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(ref)
+    for name, tensor in ref.items():
+        assert mine[name].dtype == tensor.dtype and torch.equal(mine[name], tensor), name
+    assert not any(t.is_meta for t in list(ours.parameters()) + list(ours.buffers()))
+
+
+def no_read_ahead_thread() -> bool:
+    return not any(t.name == "weights-read-ahead" for t in threading.enumerate())
+
+
+# ------------------------------------------------------------------------------------------ SAM
+@pytest.fixture(scope="module")
+def sam(tmp_path_factory, tiny_weights):
+    return start_handler("sam", tmp_path_factory.mktemp("sam"), tiny_weights("sam"))
+
+
+def test_sam_loads_the_same_model(sam, tiny_weights):
+    from mme.tiny.sam import make_model
+
+    weights = tiny_weights("sam")
+    reference = make_model(json.loads((weights / "arch.json").read_text()))
+    reference.load_state_dict(torch.load(weights / "sam_tiny.pth", map_location="cpu", weights_only=True))
+    assert_same_tensors(sam[0].model, reference.eval())
+    assert no_read_ahead_thread()
+
+
+def test_sam_refuses_an_incomplete_checkpoint(tmp_path, tiny_weights):
+    weights = tmp_path / "w"
+    weights.mkdir()
+    state = torch.load(tiny_weights("sam") / "sam_tiny.pth", weights_only=True)
+    del state["mask_decoder.iou_prediction_head.layers.2.bias"]
+    torch.save(state, weights / "sam_tiny.pth")
+    (weights / "arch.json").write_text((tiny_weights("sam") / "arch.json").read_text())
+    with pytest.raises(RuntimeError, match="iou_prediction_head.layers.2.bias"):
+        start_handler("sam", tmp_path, weights)
+    assert no_read_ahead_thread()
+
+
+@pytest.mark.parametrize("size", [(64, 40), (40, 64), (45, 31), (130, 97)])
+def test_sam_upscale_equals_postprocess_masks(sam, size):
+    """The tiny encoder's input is 64 px: (64, 40) and (40, 64) skip the last resize."""
+    handler = sam[0]
+    width, height = size
+    low_res = torch.randn(1, 1, 16, 16) * 4
+    input_size = tuple(handler.transform.get_preprocess_shape(height, width, 64))
+    embedding = SimpleNamespace(original_size=(height, width), input_size=input_size)
+    reference = handler.model.postprocess_masks(low_res, input_size, (height, width))[0, 0] > handler.model.mask_threshold
+    assert np.array_equal(handler.upscale(low_res, embedding), reference.numpy())
+
+
+# ------------------------------------------------------------------------------------------ LaMa
+def test_lama_loads_the_same_generator_and_inpaints_the_same(tmp_path, tiny_weights):
+    load_handler_class("lama")
+    import big_lama
+
+    weights = tiny_weights("lama")
+    handler, ctx = start_handler("lama", tmp_path, weights)
+    arch = json.loads((weights / "arch.json").read_text())
+    ckpt = big_lama.read_state_dict(str(next(weights.glob("*.ckpt"))))
+    reference = big_lama.FFCResNetGenerator(**{**big_lama.BIG_LAMA, **arch})
+    reference.load_state_dict({k[len("generator."):]: v.clone() for k, v in ckpt.items() if k.startswith("generator.")})
+    assert_same_tensors(handler.model.generator, reference.eval())
+    image, mask = sample_image(37, 29), rect_mask(37, 29, (8, 6, 20, 17))
+    [(status, body)] = run_batch(handler, ctx, [{"image": b64_png(image), "mask_image": b64_png(mask)}])
+    handler.model = big_lama.LamaInpainter(reference).eval()
+    [(_, again)] = run_batch(handler, ctx, [{"image": b64_png(image), "mask_image": b64_png(mask)}])
+    assert status == 200 and body == again
+    assert no_read_ahead_thread()
+
+
+# ------------------------------------------------------------------------------------------ SD
+def test_sd_loads_the_same_pipeline_and_generates_the_same(tmp_path, tiny_weights):
+    """fp16 files loaded as fp32 on CPU, as the CPU handler does: network by network with
+    device_map, against the pipeline's from_pretrained (the previous way)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    load_handler_class("sd")
+    import sd_pipeline
+
+    weights = tiny_weights("sd")
+    ours = sd_pipeline.load_pipeline(str(weights), torch.device("cpu"), torch.float32, "fp16")
+    reference = StableDiffusionInpaintPipeline.from_pretrained(
+        str(weights), variant="fp16", dtype=torch.float32, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False, local_files_only=True)
+    for name in ("unet", "vae", "text_encoder"):
+        assert_same_tensors(getattr(ours, name), getattr(reference, name))
+    assert no_read_ahead_thread()
+
+    def generate(pipe):
+        pipe.set_progress_bar_config(disable=True)
+        image = sample_image(64, 64)
+        mask = rect_mask(64, 64, (16, 16, 48, 40))
+        from PIL import Image
+
+        out = pipe(prompt="a red vase", image=Image.fromarray(image), mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
+                   height=64, width=64, num_inference_steps=2, generator=torch.Generator().manual_seed(1),
+                   output_type="np")
+        return out.images[0]
+
+    assert np.array_equal(generate(ours), generate(reference))
+
+
+def test_sd_refuses_a_folder_of_another_pipeline(tmp_path, tiny_weights):
+    import shutil
+
+    load_handler_class("sd")
+    import sd_pipeline
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights("sd"), weights)
+    index = json.loads((weights / "model_index.json").read_text())
+    index["unet"] = ["diffusers", "UNet2DModel"]
+    (weights / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match="'unet' must be UNet2DConditionModel"):
+        sd_pipeline.load_pipeline(str(weights), torch.device("cpu"), torch.float32, None)
+    (weights / "model_index.json").unlink()
+    with pytest.raises(ConfigError, match="model_index.json"):
+        sd_pipeline.load_pipeline(str(weights), torch.device("cpu"), torch.float32, None)
+
+
+def test_sd_handler_answers_as_before_the_change(tmp_path, tiny_weights):
+    """A seeded request gives the bytes it gave with the pipeline's own from_pretrained."""
+    handler, ctx = start_handler("sd", tmp_path, tiny_weights("sd"))
+    image, mask = sample_image(64, 48, seed=2), rect_mask(64, 48, (10, 10, 40, 30))
+    body = {"image": b64_png(image), "mask_image": b64_png(mask), "prompt": "a bench",
+            "gen_args": {"seed": 9, "num_inference_steps": 2}}
+    [(status, first)] = run_batch(handler, ctx, [body])
+    from diffusers import StableDiffusionInpaintPipeline
+    from sd_pipeline import has_variant
+
+    weights = str(tmp_path / "sd-model" / "weights")
+    reference = StableDiffusionInpaintPipeline.from_pretrained(
+        weights, variant="fp16" if has_variant(weights, "fp16") else None, dtype=torch.float32,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, local_files_only=True)
+    reference.scheduler = handler.pipe.scheduler
+    reference.set_progress_bar_config(disable=True)
+    handler.pipe = reference
+    [(_, again)] = run_batch(handler, ctx, [body])
+    assert status == 200 and decode_b64_png(first["generated_image"]).shape == (48, 64, 3)
+    assert first == again
+
+
+def test_sam_decoder_memo_gives_segment_anythings_masks(sam):
+    """Later clicks on an image reuse the decoder's image-only projections (CPU default): every
+    click's mask is still SamPredictor's, and the memo holds exactly those three tensors."""
+    from segment_anything import SamPredictor
+
+    handler, ctx = sam
+    assert handler.decoder_memo is not None  # CPU: on by default
+    image = sample_image(45, 31, seed=12)
+    predictor = SamPredictor(handler.model)
+    predictor.set_image(image)
+    image_id = None
+    for i, point in enumerate([(10, 10), (30, 20), (44, 0), (5, 30)]):
+        body = {"image_id": image_id} if image_id else {"image": b64_png(image)}
+        [(status, out)] = run_batch(handler, ctx, [{**body, "gen_args": {"point_coords": list(point)}}])
+        assert status == 200 and out["embedding_cached"] == (i > 0)
+        image_id = out["image_id"]
+        masks, scores, _ = predictor.predict(point_coords=np.array([point], dtype=float), point_labels=np.array([1]))
+        assert np.array_equal(decode_b64_png(out["generated_image"]) > 0, masks[int(np.argmax(scores))])
+    memo = handler.cache.get(image_id).memo
+    tokens = (64 // 8) ** 2  # the tiny encoder: 64 px in 8 px patches; decoder width 32, attention 16
+    assert sorted(memo) == [0, 1, 2] and all(tuple(t.shape) == (1, tokens, 16) for t in memo.values())
+
+
+def test_sam_decoder_memo_can_be_turned_off(tmp_path, tiny_weights):
+    handler, _ = start_handler("sam", tmp_path, tiny_weights("sam"), decoder_memo="off")
+    assert handler.decoder_memo is None
+    assert all("forward" not in vars(m) for m in handler.model.modules())  # no instance patched
