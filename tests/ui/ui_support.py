@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# docs/usage.md shows these; MME_UI_SCREENSHOTS=DIR writes them elsewhere (e.g. a CI artifact folder)
-SCREENSHOTS = Path(os.environ.get("MME_UI_SCREENSHOTS") or REPO_ROOT / "docs" / "images")
+# The browser test saves the page's screenshots here (build/ is ignored by git, so a test run leaves
+# the checkout clean); MME_UI_SCREENSHOTS=docs/images refreshes the ones docs/usage.md shows.
+SCREENSHOTS = Path(os.environ.get("MME_UI_SCREENSHOTS") or REPO_ROOT / "build" / "ui-screenshots")
 CHROMIUM = Path(os.environ.get("MME_CHROMIUM", "/usr/bin/chromium"))
 # Headless Debian Chromium as root in a container: no sandbox; nothing that calls home.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",

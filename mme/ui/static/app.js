@@ -84,8 +84,14 @@
       if (snap.state === 'failed') throw new ApiError(snap.error);
       return snap;
     } finally {
-      document.body.dataset.jobs = String(++jobsFinished); // lets scripts wait for a job's end
+      jobsFinished += 1;
     }
+  }
+
+  // Published once the page shows a job's outcome (mask, result, history), so scripts that wait
+  // for it never see a half-updated page.
+  function publishJobsFinished() {
+    document.body.dataset.jobs = String(jobsFinished);
   }
 
   // ------------------------------------------------------------------ status, progress, errors
@@ -305,6 +311,7 @@
     } finally {
       state.selecting = false;
       updateButtons();
+      publishJobsFinished();
     }
   }
 
@@ -485,6 +492,7 @@
     } finally {
       state.busy = null;
       updateButtons();
+      publishJobsFinished();
     }
   }
 
