@@ -56,9 +56,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.workloads import ellipse_mask, synthetic_image  # noqa: E402
+from mme.models import MODELS  # noqa: E402
 
 SCHEMA = "mme-coldstart/1"
-MODELS = ("sam", "lama", "sd")
 STAGES = ("download_s", "unpack_s", "register_s", "initialize_s", "first_request_s")
 BASELINE_CLASSES = {"sam": "SampleSamHandler", "sd": "SampleSDHandler"}
 LOG_WAIT_S = 10.0

@@ -42,9 +42,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.workloads import b64, ellipse_mask, encode, synthetic_image  # noqa: E402
+from mme.models import MODEL_FOR_OPERATION, MODELS  # noqa: E402
 
 SCHEMA = "mme-load/1"
-MODELS = {"select": "sam", "erase": "lama", "replace": "sd"}
 DEFAULT_MIX = "select=0.6,erase=0.25,replace=0.15"
 SIZES = ((640, 480), (1024, 768), (768, 1024))
 SAMPLE_EVERY_S = 2.0
@@ -53,7 +53,7 @@ BACKPRESSURE_PAUSE_S = 0.5
 
 def request_bodies(seed: int = 0) -> dict[str, list[bytes]]:
     """Ready JSON bodies per request kind: two photos per size (the original sample's JSON)."""
-    bodies: dict[str, list[bytes]] = {kind: [] for kind in MODELS}
+    bodies: dict[str, list[bytes]] = {kind: [] for kind in MODEL_FOR_OPERATION}
     for i, (w, h) in enumerate(s for s in SIZES for _ in range(2)):
         image = b64(encode(synthetic_image(w, h, seed=seed + i), "JPEG"))
         mask = b64(encode(ellipse_mask(w, h, 0.25 + 0.05 * (i % 3)), "PNG"))
@@ -71,7 +71,7 @@ def parse_mix(text: str) -> dict[str, float]:
     mix = {}
     for part in text.split(","):
         kind, _, weight = part.partition("=")
-        if kind.strip() not in MODELS:
+        if kind.strip() not in MODEL_FOR_OPERATION:
             raise ValueError(f"--mix: unknown request kind {kind.strip()!r} (select, erase, replace)")
         mix[kind.strip()] = float(weight)
     total = sum(mix.values())
@@ -90,10 +90,10 @@ def client_loop(backend, bodies, mix, seed: int, stop_at: float, records: list, 
         kind = rng.choices(kinds, weights)[0]
         started = time.monotonic()
         try:
-            status = backend.invoke_raw(MODELS[kind], rng.choice(bodies[kind]))[0]
+            status = backend.invoke_raw(MODEL_FOR_OPERATION[kind], rng.choice(bodies[kind]))[0]
         except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
             status = f"error: {type(exc).__name__}"
-        mine.append((started, time.monotonic() - started, MODELS[kind], status))
+        mine.append((started, time.monotonic() - started, MODEL_FOR_OPERATION[kind], status))
         if status == 503:
             time.sleep(BACKPRESSURE_PAUSE_S)
     with lock:
@@ -116,10 +116,10 @@ def sample_status(backend, samples: list, stop: threading.Event, started: float)
             return
 
 
-def warm_up(backend, bodies, kinds=tuple(MODELS), rounds: int = 2) -> None:
+def warm_up(backend, bodies, kinds=tuple(MODEL_FOR_OPERATION), rounds: int = 2) -> None:
     """Load the models of ``kinds`` and send each body ``rounds`` times (worker memory settles)."""
     for kind in kinds:
-        model = MODELS[kind]
+        model = MODEL_FOR_OPERATION[kind]
         for _ in range(rounds):
             for body in bodies[kind]:
                 status = backend.invoke_raw(model, body)[0]
@@ -197,7 +197,7 @@ def start_endpoint(state: Path, weights: str, budget_mib: int | None, log) -> "o
     from mme import local_mode
     from mme.client import LocalBackend
 
-    local_mode.up(weights, ("sam", "lama", "sd"), memory_budget_mib=budget_mib, state_override=state, report=log)
+    local_mode.up(weights, MODELS, memory_budget_mib=budget_mib, state_override=state, report=log)
     return LocalBackend.from_state(state, timeout=900)
 
 

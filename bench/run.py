@@ -41,8 +41,8 @@ if str(REPO) not in sys.path:
 
 from bench import report  # noqa: E402
 from bench.workloads import PROFILES  # noqa: E402
+from mme.models import MODELS  # noqa: E402
 
-MODELS = ("sam", "lama", "sd")
 DEFAULT_CACHE = Path(os.environ.get("MME_BENCH_CACHE", Path.home() / ".cache" / "mme-bench"))
 
 LABELS = {

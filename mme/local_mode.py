@@ -46,10 +46,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mme import paths
+from mme.models import MODELS
 
 STATE_FILE = "local.json"
 STATE_VERSION = 2
-ALL_MODELS = ("sam", "lama", "sd")
 REPO_ROOT = paths.REPO_ROOT
 ENDPOINT_START_TIMEOUT_S = 60.0
 
@@ -126,10 +126,10 @@ def enabled_models() -> tuple[str, ...]:
     """The models ``cdk.json`` enables (``enabledModels``), else all three."""
     try:
         context = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {})
-        models = tuple(m for m in context.get("enabledModels", ALL_MODELS) if m in ALL_MODELS)
-        return models or ALL_MODELS
+        models = tuple(m for m in context.get("enabledModels", MODELS) if m in MODELS)
+        return models or MODELS
     except (OSError, ValueError, AttributeError):
-        return ALL_MODELS
+        return MODELS
 
 
 def parse_models(text: str | None) -> tuple[str, ...]:
@@ -137,9 +137,9 @@ def parse_models(text: str | None) -> tuple[str, ...]:
     if text is None:
         return enabled_models()
     models = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
-    unknown = [m for m in models if m not in ALL_MODELS]
+    unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
-        raise LocalModeError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_MODELS)}")
+        raise LocalModeError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}")
     return models
 
 

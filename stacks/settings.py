@@ -22,8 +22,8 @@ from mme_constructs.instance_types import (
 )
 from mme_constructs.model_store import archive_writer_arn_error
 
-#: The models this app knows how to package and serve (folders in model_sources/).
-KNOWN_MODELS = ("sam", "lama", "sd")
+from mme.models import MODELS
+
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,58}$")  # + "-mme" stays within SageMaker's 63
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -48,7 +48,7 @@ class Settings:
     gpu_utilization_target: float = 70.0
     scale_out_cooldown_seconds: int = 120
     scale_in_cooldown_seconds: int = 900
-    enabled_models: tuple[str, ...] = KNOWN_MODELS
+    enabled_models: tuple[str, ...] = MODELS
     endpoint_name_prefix: str = "image-editing"
     vpc_subnet_ids: tuple[str, ...] = ()
     vpc_security_group_ids: tuple[str, ...] = ()
@@ -269,9 +269,9 @@ def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _enabled_models(models: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [m for m in models if m not in KNOWN_MODELS]
+    unknown = [m for m in models if m not in MODELS]
     if unknown:
-        raise SettingsError(f"context enabledModels: unknown model {unknown[0]!r} (known: {', '.join(KNOWN_MODELS)})")
+        raise SettingsError(f"context enabledModels: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})")
     if not models:
         raise SettingsError("context enabledModels: enable at least one model")
     if len(set(models)) != len(models):

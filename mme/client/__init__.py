@@ -13,7 +13,8 @@ Errors: :mod:`mme.client.errors` (``InputError``, ``ModelInputError``, ``ModelSe
 
 from __future__ import annotations
 
-from .editing import MODELS, Backend, EditingClient, SelectResult
+from ..models import MODELS
+from .editing import Backend, EditingClient, SelectResult
 from .errors import (
     ConfigurationError,
     EndpointError,

@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import EndpointError, InputError, ModelInputError
+from ..models import ERASE_MODEL, REPLACE_MODEL, SEGMENT_MODEL
 from .images import EncodedImage, ImageLike, decode_image, encode_image, encode_mask, load_mask
 
-SEGMENT_MODEL, ERASE_MODEL, REPLACE_MODEL = "sam", "lama", "sd"
-MODELS = (SEGMENT_MODEL, ERASE_MODEL, REPLACE_MODEL)
 UNKNOWN_IMAGE_ID = "unknown_image_id"
 MAX_PROMPT_CHARS = 1000
 IGNORED_ARGS = "ignored_args"

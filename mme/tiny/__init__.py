@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-MODELS = ("sam", "lama", "sd")
+from mme.models import MODELS
 
 
 def build(name: str, out_dir: str | Path, **options) -> list[Path]:

@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageOps
 
-from mme.client.editing import ERASE_MODEL, IGNORED_ARGS, MAX_PROMPT_CHARS, REPLACE_MODEL, SEGMENT_MODEL, EditingClient
+from mme.client.editing import IGNORED_ARGS, MAX_PROMPT_CHARS, EditingClient
+from mme.models import MODEL_FOR_OPERATION
 from mme.client.images import EncodedImage, encode_image
 from mme.client.sagemaker import MAX_PAYLOAD_BYTES
 
@@ -36,7 +36,7 @@ MAX_SHRINK = 50
 MAX_GROW = 50
 SEED_MAX = 2**32 - 1
 EXIF_ORIENTATION = 0x0112
-OPS = {"select": SEGMENT_MODEL, "erase": ERASE_MODEL, "replace": REPLACE_MODEL}
+OPS = MODEL_FOR_OPERATION
 """The page's operations and the model each one calls."""
 
 
