@@ -1,6 +1,6 @@
 """Memory probes: peak GPU memory (CUDA caching allocator) or, on CPU, peak RSS.
 
-CUDA: ``torch.cuda.max_memory_allocated`` (the figure the issue asks for), plus the allocator's
+CUDA: ``torch.cuda.max_memory_allocated`` (the peak the GPU targets are stated in), plus the allocator's
 reserved peak and the CUDA context (device memory in use right after CUDA init, before any model:
 this process alone on the GPU), whose sum is what the worker holds on the GPU as ``nvidia-smi``
 would show it: ``footprint``.

@@ -1,15 +1,15 @@
-"""Prepare ``.whl/site`` (git-ignored): the pure-Python packages the lent GPU machine lacks, for
-``python -m bench.run --device cuda`` there.
+"""Prepare ``.whl/site`` (git-ignored): the pure-Python packages a GPU machine's Python may lack,
+for ``python -m bench.run --device cuda`` there.
 
-The lent H200/H100 image has Python 3.12 with torch, torchvision, transformers, huggingface-hub,
-safetensors, numpy, pillow and pyyaml, but not diffusers, accelerate, segment-anything-py or TorchServe's
-``ts`` package (the handlers subclass ``ts.torch_handler.base_handler.BaseHandler`` and the runner
-builds a ``ts.context.Context``). This downloads the pinned wheels with pip and unpacks them into
-``.whl/site`` (all are ``py3-none-any``: unpacking is installing), leaving out TorchServe's Java
-frontend (``ts/frontend/model-server.jar``, 46 MB: the benchmark calls the handlers in-process),
-so the tree plus the carried folder stay under the tool's 64 MiB.
+A GPU machine with torch, torchvision, transformers, huggingface-hub, safetensors, numpy, pillow
+and pyyaml installed (a typical CUDA image) still needs diffusers, accelerate, segment-anything-py
+and TorchServe's ``ts`` package (the handlers subclass ``ts.torch_handler.base_handler.BaseHandler``
+and the runner builds a ``ts.context.Context``). This downloads the pinned wheels for Python 3.12
+with pip and unpacks them into ``.whl/site`` (all are ``py3-none-any``: unpacking is installing),
+leaving out TorchServe's Java frontend (``ts/frontend/model-server.jar``, 46 MB: the benchmark
+calls the handlers in-process), so the folder stays small enough to copy next to the checkout.
 
-    python -m bench.prepare_device          # then carry ".whl" in the device run (docs/performance.md)
+    python -m bench.prepare_device          # then PYTHONPATH=.whl/site:. on the GPU machine (docs/performance.md)
 """
 
 from __future__ import annotations
