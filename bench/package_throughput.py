@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Packager throughput and memory benchmark (issue 3): streaming packager vs the by-hand baseline.
+"""Packager throughput and memory benchmark: streaming packager vs the by-hand baseline.
 
     .venv/bin/python bench/package_throughput.py [--gib 2] [--small-gib 0.5] [--workdir DIR] [--no-docs]
 
@@ -46,9 +46,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import report_text as text  # noqa: E402
+from bench.output import DOCS as DOC  # noqa: E402
+from bench.output import write_json, write_section  # noqa: E402
+
 MiB = 1 << 20
 GiB = 1 << 30
-DOC = REPO / "docs" / "performance.md"
 START, END = "<!-- packager-bench:start -->", "<!-- packager-bench:end -->"
 
 
@@ -245,77 +251,87 @@ def model_source_zip() -> bytes:
     return buf.getvalue()
 
 
-def run(args: argparse.Namespace) -> dict:
+def start_s3(work: Path):
+    """moto's S3 server on 127.0.0.1 with the buckets and the model source; returns (server,
+    boto3 client, the environment the children run with)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="mme-bench-")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(work / "moto-tmp")  # moto spools objects to temp files: keep them here
     Path(tempfile.tempdir).mkdir(exist_ok=True)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+           "MME_PACKAGER_PART_SIZE_MIB": "16", "MME_PACKAGER_MAX_IN_FLIGHT": "4"}
+    env.pop("AWS_PROFILE", None)
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                           "AWS_ENDPOINT_URL")})
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="models")
+    s3.create_bucket(Bucket="assets")
+    s3.put_object(Bucket="assets", Key="src.zip", Body=model_source_zip())
+    return moto, s3, env
+
+
+def measure_packager(name: str, url: str, size: int, sha: str, s3, env: dict, work: Path) -> dict:
+    """The Lambda handler in a child process with a Create event for the weights at ``url``."""
+    event = {"RequestType": "Create", "LogicalResourceId": "Bench", "ResourceProperties": {
+        "ModelName": name, "Bucket": "models", "Prefix": "models/",
+        "Sources": [{"Bucket": "assets", "Key": "src.zip"}],
+        "WeightsSpec": json.dumps({"kind": "url", "files": [
+            {"url": url, "path": "weights.bin", "sha256": sha, "size": size}]})}}
+    event_file = work / f"event-{name}.json"
+    event_file.write_text(json.dumps(event))
+    print(f"packager: {size / GiB:.2f} GiB ...", flush=True)
+    m = measure([sys.executable, __file__, "--child", "packager", event_file.as_posix()], env)
+    data = json.loads(m.pop("stdout").strip().splitlines()[-1])
+    m["archive_bytes"] = int(data["SizeBytes"])
+    m["mb_s"] = size / m["wall_s"] / 1e6
+    s3.delete_object(Bucket="models", Key=data["Key"])
+    return m
+
+
+def measure_baseline(url: str, size: int, s3, env: dict, work: Path) -> dict:
+    """By hand: download to disk, ``tar czf``, boto3 ``upload_file``; each phase in a child."""
+    print("baseline: download, tar czf, upload_file ...", flush=True)
+    model_dir = work / "baseline" / "big"
+    (model_dir / "weights").mkdir(parents=True)
+    with zipfile.ZipFile(io.BytesIO(model_source_zip())) as zf:
+        zf.extractall(model_dir)
+    download = measure([sys.executable, __file__, "--child", "download", url,
+                        str(model_dir / "weights" / "weights.bin")], env)
+    archive = work / "baseline" / "big.tar.gz"
+    tar = measure(["tar", "czf", str(archive), "-C", str(model_dir), "."], env)
+    upload = measure([sys.executable, __file__, "--child", "upload", str(archive), "models", "baseline.tar.gz"], env)
+    phases = {"download": download, "tar_czf": tar, "upload_file": upload}
+    for phase in phases.values():
+        phase.pop("stdout", None)
+    total = sum(p["wall_s"] for p in phases.values())
+    s3.delete_object(Bucket="models", Key="baseline.tar.gz")
+    return {**phases, "wall_s": total, "mb_s": size / total / 1e6,
+            "peak_rss_mib": max(p["peak_rss_mib"] for p in phases.values()),
+            "archive_bytes": archive.stat().st_size,
+            "disk_bytes": (model_dir / "weights" / "weights.bin").stat().st_size + archive.stat().st_size}
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every measurement (see the module docstring); the results dict."""
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="mme-bench-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
     big, small = int(args.gib * GiB), int(args.small_gib * GiB)
     results: dict = {"big_bytes": big, "small_bytes": small}
     server = moto = None
     try:
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        host, port = moto.get_host_and_port()
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-               "MME_PACKAGER_PART_SIZE_MIB": "16", "MME_PACKAGER_MAX_IN_FLIGHT": "4"}
-        env.pop("AWS_PROFILE", None)
-        os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                               "AWS_ENDPOINT_URL")})
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models")
-        s3.create_bucket(Bucket="assets")
-        s3.put_object(Bucket="assets", Key="src.zip", Body=model_source_zip())
-
+        moto, s3, env = start_s3(work)
         print(f"writing {big / GiB:.2f} GiB of random weights ...", flush=True)
         weights = work / "weights.bin"
         big_sha, small_sha = write_random(weights, big, small)  # the small run serves the first bytes
         server = FileServer({"big.bin": (weights, big), "small.bin": (weights, small)})
-
-        def packager(name: str, size: int, sha: str) -> dict:
-            event = {"RequestType": "Create", "LogicalResourceId": "Bench", "ResourceProperties": {
-                "ModelName": name, "Bucket": "models", "Prefix": "models/",
-                "Sources": [{"Bucket": "assets", "Key": "src.zip"}],
-                "WeightsSpec": json.dumps({"kind": "url", "files": [
-                    {"url": f"{server.url}/{'big' if size == big else 'small'}.bin", "path": "weights.bin",
-                     "sha256": sha, "size": size}]})}}
-            event_file = work / f"event-{name}.json"
-            event_file.write_text(json.dumps(event))
-            print(f"packager: {size / GiB:.2f} GiB ...", flush=True)
-            m = measure([sys.executable, __file__, "--child", "packager", event_file.as_posix()], env)
-            data = json.loads(m.pop("stdout").strip().splitlines()[-1])
-            m["archive_bytes"] = int(data["SizeBytes"])
-            m["mb_s"] = size / m["wall_s"] / 1e6
-            s3.delete_object(Bucket="models", Key=data["Key"])
-            return m
-
-        results["packager_small"] = packager("small", small, small_sha)
-        results["packager_big"] = packager("big", big, big_sha)
-
-        print("baseline: download, tar czf, upload_file ...", flush=True)
-        model_dir = work / "baseline" / "big"
-        (model_dir / "weights").mkdir(parents=True)
-        with zipfile.ZipFile(io.BytesIO(model_source_zip())) as zf:
-            zf.extractall(model_dir)
-        download = measure([sys.executable, __file__, "--child", "download", f"{server.url}/big.bin",
-                            str(model_dir / "weights" / "weights.bin")], env)
-        archive = work / "baseline" / "big.tar.gz"
-        tar = measure(["tar", "czf", str(archive), "-C", str(model_dir), "."], env)
-        upload = measure([sys.executable, __file__, "--child", "upload", str(archive), "models", "baseline.tar.gz"], env)
-        baseline = {"download": download, "tar_czf": tar, "upload_file": upload}
-        for phase in baseline.values():
-            phase.pop("stdout", None)
-        total = sum(p["wall_s"] for p in baseline.values())
-        results["baseline"] = {**baseline, "wall_s": total, "mb_s": big / total / 1e6,
-                               "peak_rss_mib": max(p["peak_rss_mib"] for p in baseline.values()),
-                               "archive_bytes": archive.stat().st_size,
-                               "disk_bytes": (model_dir / "weights" / "weights.bin").stat().st_size + archive.stat().st_size}
-        s3.delete_object(Bucket="models", Key="baseline.tar.gz")
-
+        results["packager_small"] = measure_packager("small", f"{server.url}/small.bin", small, small_sha, s3, env, work)
+        results["packager_big"] = measure_packager("big", f"{server.url}/big.bin", big, big_sha, s3, env, work)
+        results["baseline"] = measure_baseline(f"{server.url}/big.bin", big, s3, env, work)
         print("gzip levels ...", flush=True)
         results["gzip"] = gzip_levels(args.gzip_sample_mib)
     finally:
@@ -334,13 +350,9 @@ def report(r: dict) -> str:
     big, small = r["big_bytes"] / GiB, r["small_bytes"] / GiB
     pb, ps, b = r["packager_big"], r["packager_small"], r["baseline"]
     lines = [
-        "## Packager throughput and memory (issue 3)",
+        "## Packager throughput and memory",
         "",
-        f"`bench/package_throughput.py`: a model with {big:g} GiB of incompressible weights served over HTTP "
-        "on 127.0.0.1, packaged into moto's S3 server on 127.0.0.1 (both in the parent process; each measured "
-        f"run in its own child process, one run each, {r.get('date', 'undated')}). Machine: {r['machine']}; "
-        "everything shares these cores (moto's S3 server included), so absolute rates are a floor, the "
-        "comparison is the point.",
+        text.PACKAGER_INTRO.format(gib=big, date=r.get("date", "undated"), machine=r["machine"]),
         "",
         "| run | weights | wall (s) | MB/s | peak RSS (MiB) | CPU (s) | archive bytes | temp disk |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -356,9 +368,8 @@ def report(r: dict) -> str:
             f"{name} {b[name]['wall_s']:.1f} s ({r['big_bytes'] / b[name]['wall_s'] / 1e6:.0f} MB/s, peak "
             f"{b[name]['peak_rss_mib']:.0f} MiB)" for name in ("download", "tar_czf", "upload_file")) + ".",
         "",
-        f"Flat memory: the packager's peak RSS is {ps['peak_rss_mib']:.0f} MiB at {small:g} GiB and "
-        f"{pb['peak_rss_mib']:.0f} MiB at {big:g} GiB (VmHWM of the child process): the buffer is (4 parts in flight + 1 filling) x 16 MiB, whatever the "
-        "model size, and nothing is written to disk.",
+        text.PACKAGER_FLAT_MEMORY.format(small_peak=ps["peak_rss_mib"], small=small, big_peak=pb["peak_rss_mib"],
+                                         big=big),
         "",
         "### Gzip level",
         "",
@@ -370,31 +381,9 @@ def report(r: dict) -> str:
                      f"{row['compress_mb_s']:.0f} | {row['inflate_mb_s']:.0f} |")
     lines += [
         "",
-        "Chosen: **level 0** (deflate stored blocks; still a valid `.tar.gz`, which is what SageMaker "
-        "expects). The gigabytes are weights: random bytes do not compress at all, and normal-distributed "
-        "fp16 values (a stand-in for trained weights; no real checkpoint can be downloaded here) shrink by "
-        "about 7.5% at any level. That saving would cost a single-core compressor running at 20-40 MB/s "
-        "(slower than the network, so the packager's bottleneck) and, on every cold model load on every "
-        "instance, inflating at ~150 MB/s instead of ~2 GB/s for stored blocks: for a 2.6 GB SD2 archive "
-        "that is ~17 s of CPU per load to save ~0.2 GB of transfer. The handler code compresses well but "
-        "is a few hundred KB. The level stays a prop/flag (`gzip_level`, `--gzip-level`) and is part of "
-        "the input digest.",
+        text.PACKAGER_GZIP_CHOICE,
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_doc(section: str) -> None:
-    block = f"{START}\n{section}{END}\n"
-    if DOC.exists():
-        text = DOC.read_text()
-        if START in text and END in text:
-            text = text[: text.index(START)] + block + text[text.index(END) + len(END):].lstrip("\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-    else:
-        text = "# Performance\n\nMeasured figures; each section names the script that produced it.\n\n" + block
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     section = report(results)
     print(section)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(Path(args.json), results)
     if not args.no_docs:
-        write_doc(section)
+        write_section(DOC, START, END, section)
         print(f"updated {DOC}")
     return 0
 

@@ -3,8 +3,8 @@ sample's way, and write JSON (+ the Markdown section of ``docs/performance.md``)
 
 Examples::
 
-    # GPU (a lent H100/H200): full-size models, the issue's request types
-    python -m bench.run --device cuda --models sam,lama,sd --out bench/results/gpu-h200.json --write-docs
+    # GPU (e.g. one H100 or H200): full-size models, the request types of the GPU targets
+    python -m bench.run --device cuda --models sam,lama,sd --out bench/results/gpu.json --write-docs
     # CPU: full-size models, few iterations, smaller inputs, sd at 1 and 2 steps (extrapolated)
     python -m bench.run --device cpu --profile cpu --models sam,lama,sd --out bench/results/cpu.json --write-docs
     # the runner itself, in seconds: tiny random-weight models
@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
+from bench.output import write_json  # noqa: E402
 from bench.workloads import PROFILES  # noqa: E402
 from mme.models import MODELS  # noqa: E402
 
@@ -321,45 +322,49 @@ def environment(device: str) -> dict:
     return env(device)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    parser.add_argument("--models", default="sam,lama,sd", help="comma-separated subset of sam,lama,sd")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                        help="gpu (default on cuda), cpu (default on cpu), tiny (tiny models, seconds)")
-    parser.add_argument("--out", type=Path, required=True, help="results JSON to write")
-    parser.add_argument("--write-docs", action="store_true", help="re-render the docs section")
-    parser.add_argument("--docs", type=Path, default=report.DOCS, help="Markdown file (default docs/performance.md)")
-    parser.add_argument("--iterations", type=int, default=None, help="timed requests per type (overrides the profile)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed requests per type (overrides the profile)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the original sample's way")
-    parser.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"],
-                        help="full-size SAM variant (default vit_h, the production one)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--work-dir", type=Path, default=None, help="model dirs and logs (default: a temp dir)")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker process")
-    parser.add_argument("--note", action="append", default=[], help="a note on the run's conditions (repeatable)")
-    parser.add_argument("--compare-sources", type=Path, default=None, metavar="DIR",
-                        help="another version's model_sources/: each model also runs from it as variant 'before'")
-    parser.add_argument("--only-requests", type=lambda v: {n.strip() for n in v.split(",") if n.strip()},
-                        default=None, metavar="NAMES", help="run only these request types (comma-separated names)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="worker processes per variant, interleaved; the run with the median load / cold read "
-                             "is reported, every attempt's load figures with it (default 1)")
-    parser.add_argument("--compare-label", default=None,
-                        help="what --compare-sources is (e.g. a commit); shown with the results")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads in the workers (default: the profile's; 0 = torch's default)")
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--models", default="sam,lama,sd", help="comma-separated subset of sam,lama,sd")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="gpu (default on cuda), cpu (default on cpu), tiny (tiny models, seconds)")
+    p.add_argument("--out", type=Path, required=True, help="results JSON to write")
+    p.add_argument("--write-docs", action="store_true", help="re-render the docs section")
+    p.add_argument("--docs", type=Path, default=report.DOCS, help="Markdown file (default docs/performance.md)")
+    p.add_argument("--iterations", type=int, default=None, help="timed requests per type (overrides the profile)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed requests per type (overrides the profile)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the original sample's way")
+    p.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"],
+                   help="full-size SAM variant (default vit_h, the production one)")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--work-dir", type=Path, default=None, help="model dirs and logs (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker process")
+    p.add_argument("--note", action="append", default=[], help="a note on the run's conditions (repeatable)")
+    p.add_argument("--compare-sources", type=Path, default=None, metavar="DIR",
+                   help="another version's model_sources/: each model also runs from it as variant 'before'")
+    p.add_argument("--only-requests", type=lambda v: {n.strip() for n in v.split(",") if n.strip()},
+                   default=None, metavar="NAMES", help="run only these request types (comma-separated names)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="worker processes per variant, interleaved; the run with the median load / cold read "
+                        "is reported, every attempt's load figures with it (default 1)")
+    p.add_argument("--compare-label", default=None,
+                   help="what --compare-sources is (e.g. a commit); shown with the results")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads in the workers (default: the profile's; 0 = torch's default)")
+    return p
 
+
+def checked_args(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, list[str], str]:
+    """Parsed arguments, the models to run and the profile's name; a one-line error otherwise."""
+    args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad or not models:
-        parser.error(f"--models must be a subset of {','.join(MODELS)}")
+        p.error(f"--models must be a subset of {','.join(MODELS)}")
     if args.compare_sources is not None and not all((args.compare_sources / m / "handler.py").is_file()
                                                     for m in models):
-        parser.error(f"--compare-sources {args.compare_sources}: no <model>/handler.py there for {','.join(models)}")
+        p.error(f"--compare-sources {args.compare_sources}: no <model>/handler.py there for {','.join(models)}")
     if args.device is None:
         import torch
 
@@ -368,22 +373,19 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         if not torch.cuda.is_available():
-            parser.error("--device cuda but torch.cuda.is_available() is False")
+            p.error("--device cuda but torch.cuda.is_available() is False")
     profile_name = args.profile or ("gpu" if args.device == "cuda" else "cpu")
-    profile = PROFILES[profile_name]
-    missing = [m for m in models if m not in profile]
+    missing = [m for m in models if m not in PROFILES[profile_name]]
     if missing:
-        parser.error(f"profile {profile_name} does not run {','.join(missing)}: "
-                     f"--models {','.join(m for m in MODELS if m in profile)}")
-    size = profile["size"]
-    threads = profile.get("threads", 0) if args.threads is None else args.threads
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="mme-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+        p.error(f"profile {profile_name} does not run {','.join(missing)}: "
+                f"--models {','.join(m for m in MODELS if m in PROFILES[profile_name])}")
+    return args, models, profile_name
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
-    started = time.perf_counter()
+def new_result(args: argparse.Namespace, argv: list[str] | None, models: list[str], profile_name: str,
+               threads: int) -> dict:
+    """The results dict before any model ran: command, machine, notes."""
+    size = PROFILES[profile_name]["size"]
     result = {
         "schema": report.SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -398,10 +400,25 @@ def main(argv: list[str] | None = None) -> int:
     result["device"]["worker_threads"] = threads or result["device"].get("torch_threads")
     if size == "full" and args.sam_type != "vit_h" and "sam" in models:
         result["notes"].append(f"SAM measured as {args.sam_type} (reduced), not vit_h")
-
     if args.compare_sources is not None:
         result["notes"].append(f"'before' = the handlers of {args.compare_label or args.compare_sources}, "
                                "same weights and requests, run in the same way just before this version's")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    args, models, profile_name = checked_args(parser(), argv)
+    profile = PROFILES[profile_name]
+    threads = profile.get("threads", 0) if args.threads is None else args.threads
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="mme-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    result = new_result(args, argv, models, profile_name, threads)
     for name in models:
         log(f"{name}:")
         result["models"][name] = run_model(name, profile, args, work, threads, log)
@@ -409,22 +426,18 @@ def main(argv: list[str] | None = None) -> int:
     result["device"]["load_average_end"] = list(os.getloadavg())
 
     problems = report.validate(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out} ({result['wall_s']:.0f} s)")
+    log(f"wrote {write_json(args.out, result)} ({result['wall_s']:.0f} s)")
     if problems:
         log("schema problems: " + "; ".join(problems))
         return 1
     if args.write_docs:
-        files = sorted(args.out.parent.glob("*.json"))
-        docs = report.write_docs(report.collect(files), args.docs)
+        docs = report.write_docs(report.collect(sorted(args.out.parent.glob("*.json"))), args.docs)
         log(f"wrote {docs}")
     failed = [f"{n}/{v}" for n, m in result["models"].items() for v, r in m["runs"].items() if r.get("error")]
     if failed:
         log("failed runs: " + ", ".join(failed))
         return 1
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

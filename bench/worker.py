@@ -81,9 +81,7 @@ def run(spec: dict) -> dict:
     import torch
 
     from bench.memory import MemoryProbe
-    from bench.serving import load_handler_class, make_context, serve
-    from bench.stages import StageTimer
-    from bench.workloads import RequestType, build_bodies
+    from bench.serving import make_context
 
     device = spec["device"]
     threads = spec.get("threads") or 0
@@ -93,21 +91,45 @@ def run(spec: dict) -> dict:
                     "requests": {}, "error": None}
     probe = MemoryProbe(device)
     model_dir = Path(spec["model_dir"])
-    files = weight_files(model_dir / "weights")
+    result["weights"] = read_weights(weight_files(model_dir / "weights"))
+    ctx = make_context(spec["model"], model_dir, spec["yaml_config"], device)
+    handler, load_memory = _load(spec, ctx, probe, result)
 
-    # Disk: cold read of the same bytes (then warm), then drop them again for the load.
+    inference_peaks = []
+    for rt_dict in spec["requests"]:
+        peak = _measure_requests(handler, ctx, spec["variant"], rt_dict, probe, result["requests"])
+        if peak is not None:
+            inference_peaks.append(peak)
+    result["memory"] = _memory(probe, device, load_memory, inference_peaks)
+    if spec.get("implementation", spec["variant"]) == "handler":
+        result["handler_info"] = {k: str(getattr(handler, k)) for k in
+                                  ("encoder_dtype", "scheduler_name", "default_steps", "kind", "device")
+                                  if hasattr(handler, k)}
+    return result
+
+
+def read_weights(files: list[Path]) -> dict:
+    """Disk: a cold read of the weight files (then a warm one), dropped from the page cache again
+    for the load."""
     drop_page_cache(files)
     nbytes, cold_s = read_all(files)
     _, warm_s = read_all(files)
     drop_page_cache(files)
-    result["weights"] = {"files": len(files), "bytes": nbytes, "read_cold_s": cold_s, "read_warm_s": warm_s,
-                         "read_cold_mib_s": nbytes / (1 << 20) / cold_s if cold_s else None,
-                         "cache_dropped": bool(cold_s > 1.5 * warm_s) if nbytes > (64 << 20) else None}
+    return {"files": len(files), "bytes": nbytes, "read_cold_s": cold_s, "read_warm_s": warm_s,
+            "read_cold_mib_s": nbytes / (1 << 20) / cold_s if cold_s else None,
+            "cache_dropped": bool(cold_s > 1.5 * warm_s) if nbytes > (64 << 20) else None}
 
-    ctx = make_context(spec["model"], model_dir, spec["yaml_config"], device)
+
+def _load(spec: dict, ctx, probe, result: dict):
+    """Import the handler (or baseline) class and time ``initialize``; returns (handler, memory
+    figures of the load) and records the times in ``result``."""
+    import torch
+
+    from bench.serving import load_handler_class
+
     t0 = time.perf_counter()
     if spec.get("implementation", spec["variant"]) == "handler":
-        cls = load_handler_class(model_dir)
+        cls = load_handler_class(Path(spec["model_dir"]))
     else:
         sys.path.insert(0, str(REPO))
         from bench.baselines import BASELINES
@@ -120,52 +142,65 @@ def run(spec: dict) -> dict:
     before_load = probe.current_mib()
     t0 = time.perf_counter()
     handler.initialize(ctx)
-    if device == "cuda":
+    if spec["device"] == "cuda":
         torch.cuda.synchronize()
     load_s = time.perf_counter() - t0
-    load_peak = probe.peak()
-    loaded = probe.current_mib()
+    cold_s, warm_s = result["weights"]["read_cold_s"], result["weights"]["read_warm_s"]
     result.update(import_s=import_s, load_s=load_s, ready_s=import_s + load_s,
                   load_to_cold_read_ratio=load_s / cold_s if cold_s else None,
                   load_to_warm_read_ratio=load_s / warm_s if warm_s else None)
+    return handler, {"before_load_mib": before_load, "peak": probe.peak(), "loaded_mib": probe.current_mib()}
 
-    inference_peaks = []
-    for rt_dict in spec["requests"]:
-        rt = RequestType.from_dict(rt_dict)
-        entry: dict = {"description": rt.description, "params": rt.params, "n": rt.iterations,
-                       "warmup": rt.warmup}
-        result["requests"][rt.name] = entry
-        probe.reset_peak()  # a peak per request type; the inference peak is the largest
-        try:
-            prime, bodies = build_bodies(rt, spec["variant"], rt.warmup + rt.iterations)
-            for body in prime + bodies[:rt.warmup]:
-                _check(serve(handler, ctx, [body]), rt.name)
-            samples, cpu_samples, stage_samples = [], [], []
-            with StageTimer(handler, rt.params.get("stages") or []) as stages:
-                for body in bodies[rt.warmup:]:
-                    stages.take()
-                    c, t = time.process_time(), time.perf_counter()
-                    responses = serve(handler, ctx, [body])
-                    samples.append((time.perf_counter() - t) * 1000.0)
-                    cpu_samples.append((time.process_time() - c) * 1000.0)
-                    stage_samples.append(stages.take())
-                    _check(responses, rt.name)
-            if rt.params.get("stages"):
-                entry["stages_p50_ms"] = _stage_p50(stage_samples, samples)
-            peak = probe.peak()
-            # process CPU time per request (all threads): on a shared CPU it shows the work done,
-            # which wall time hides behind other jobs' load
-            entry.update(samples_ms=samples, p50_ms=percentile(samples, 50), p95_ms=percentile(samples, 95),
-                         mean_ms=sum(samples) / len(samples), min_ms=min(samples), max_ms=max(samples),
-                         cpu_samples_ms=cpu_samples, cpu_p50_ms=percentile(cpu_samples, 50),
-                         peak_mib=peak["peak_mib"])
-            inference_peaks.append(peak)
-        except Exception as exc:  # noqa: BLE001 - recorded, the other request types still run
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+
+def _measure_requests(handler, ctx, variant: str, rt_dict: dict, probe, requests: dict) -> dict | None:
+    """One request type: priming and warm-up, then the timed requests (wall and CPU time, steps
+    where asked), each response checked. Records the entry in ``requests``; returns the memory
+    peak over them (``None`` when they failed)."""
+    from bench.serving import serve
+    from bench.stages import StageTimer
+    from bench.workloads import RequestType, build_bodies
+
+    rt = RequestType.from_dict(rt_dict)
+    entry: dict = {"description": rt.description, "params": rt.params, "n": rt.iterations, "warmup": rt.warmup}
+    requests[rt.name] = entry
+    probe.reset_peak()  # a peak per request type; the inference peak is the largest
+    try:
+        prime, bodies = build_bodies(rt, variant, rt.warmup + rt.iterations)
+        for body in prime + bodies[:rt.warmup]:
+            _check(serve(handler, ctx, [body]), rt.name)
+        samples, cpu_samples, stage_samples = [], [], []
+        with StageTimer(handler, rt.params.get("stages") or []) as stages:
+            for body in bodies[rt.warmup:]:
+                stages.take()
+                c, t = time.process_time(), time.perf_counter()
+                responses = serve(handler, ctx, [body])
+                samples.append((time.perf_counter() - t) * 1000.0)
+                cpu_samples.append((time.process_time() - c) * 1000.0)
+                stage_samples.append(stages.take())
+                _check(responses, rt.name)
+        if rt.params.get("stages"):
+            entry["stages_p50_ms"] = _stage_p50(stage_samples, samples)
+        peak = probe.peak()
+        # process CPU time per request (all threads): it shows the work done, which wall time
+        # hides behind any other load on the machine
+        entry.update(samples_ms=samples, p50_ms=percentile(samples, 50), p95_ms=percentile(samples, 95),
+                     mean_ms=sum(samples) / len(samples), min_ms=min(samples), max_ms=max(samples),
+                     cpu_samples_ms=cpu_samples, cpu_p50_ms=percentile(cpu_samples, 50),
+                     peak_mib=peak["peak_mib"])
+        return peak
+    except Exception as exc:  # noqa: BLE001 - recorded, the other request types still run
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+        return None
+
+
+def _memory(probe, device: str, load: dict, inference_peaks: list[dict]) -> dict:
+    """The run's memory figures: before and after load, the load's and the requests' peaks, and
+    the footprint (GPU: CUDA context + reserved peak; CPU: the larger RSS peak)."""
+    load_peak = load["peak"]
     inf_peak = max((p["peak_mib"] for p in inference_peaks), default=None)
-    mem = {"metric": probe.metric, "unit": "MiB", "before_load_mib": before_load,
-           "loaded_mib": loaded, "load_peak_mib": load_peak["peak_mib"], "inference_peak_mib": inf_peak,
+    mem = {"metric": probe.metric, "unit": "MiB", "before_load_mib": load["before_load_mib"],
+           "loaded_mib": load["loaded_mib"], "load_peak_mib": load_peak["peak_mib"], "inference_peak_mib": inf_peak,
            "peak_window_reset": probe.peak_resets}
     if device == "cuda":
         reserved = max([load_peak["reserved_peak_mib"]] + [p["reserved_peak_mib"] for p in inference_peaks])
@@ -178,12 +213,7 @@ def run(spec: dict) -> dict:
                    footprint_mib=probe.context_mib + reserved, gpu_total_mib=probe.total_mib)
     else:
         mem["footprint_mib"] = max(load_peak["peak_mib"], inf_peak or 0)
-    result["memory"] = mem
-    if spec.get("implementation", spec["variant"]) == "handler":
-        result["handler_info"] = {k: str(getattr(handler, k)) for k in
-                                  ("encoder_dtype", "scheduler_name", "default_steps", "kind", "device")
-                                  if hasattr(handler, k)}
-    return result
+    return mem
 
 
 def _stage_p50(stage_samples: list[dict], totals: list[float]) -> dict:
