@@ -1,5 +1,6 @@
-"""Real photos end to end: the packaged tiny sam, lama and sd archives on a real TorchServe 0.12,
-driven through the client library (``EditingClient`` + ``LocalBackend``) the way users call it,
+"""Real photos end to end: the packaged tiny sam, lama and sd archives on a real TorchServe 0.12
+started as the serving container starts it, behind the local endpoint (``mme local``'s platform
+emulator), driven through the client library (``EditingClient`` + ``LocalBackend``) the way users call it,
 with files as they come from phones and design tools: each EXIF orientation, transparency, grey,
 palette, 16-bit and CMYK files, and a large photo."""
 
@@ -17,7 +18,11 @@ from PIL import Image
 import mme_serving as ms
 from mme.client import EditingClient
 from mme.client.local import LocalBackend
-from mme.local_server import LocalServer
+from mme.endpoint_emulator import EndpointEmulator
+from mme.local_endpoint import serve
+from mme.model_data import FolderModelData
+from mme.models import MODELS
+from mme.sagemaker_container import SageMakerContainer
 from mme_serving.ops import alpha_inside_mask
 
 pytestmark = pytest.mark.torchserve
@@ -29,11 +34,16 @@ HOLE = rect_mask(W, H, (8, 6, 20, 17))
 
 @pytest.fixture(scope="module")
 def client(tiny_weights, tmp_path_factory):
-    out = tmp_path_factory.mktemp("photo-archives")
-    archives = {name: package_model(name, tiny_weights(name), out) for name in ("sam", "lama", "sd")}
+    prefix = tmp_path_factory.mktemp("photo-archives")
+    targets = {name: package_model(name, tiny_weights(name), prefix).name for name in MODELS}
     workdir = tmp_path_factory.mktemp("photo-torchserve")  # kept: logs/ for post-mortems
-    with LocalServer(workdir, config={"max_request_size": 40_000_000, "max_response_size": 40_000_000}) as srv:
-        yield EditingClient(LocalBackend(srv, archives))  # models register on first use, as on an MME
+    with SageMakerContainer(workdir / "server") as container:
+        emulator = EndpointEmulator(container, FolderModelData(prefix), workdir / "models", 64 * 2**30)
+        endpoint = serve(emulator, token="photos-token")
+        try:  # models load on first use, as on a multi-model endpoint
+            yield EditingClient(LocalBackend(endpoint.url, "photos-token", targets))
+        finally:
+            endpoint.shutdown()
 
 
 @pytest.fixture(scope="module")

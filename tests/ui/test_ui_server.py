@@ -159,7 +159,7 @@ def test_command_line_errors_are_one_line(ui_env, ui_local, tmp_path):
 
     result = run("--local", "--state-dir", str(tmp_path / "none"))
     assert result.returncode == 1 and result.stderr.count("\n") == 1
-    assert "no local TorchServe is running" in result.stderr
+    assert "no local endpoint is running" in result.stderr
     result = run("--port", "70000", "--local")
     assert result.returncode == 2 and "a port is a number in 0..65535" in result.stderr
     result = run("--local", "--endpoint", "x")
