@@ -12,6 +12,7 @@ import os
 import sys
 
 import aws_cdk as cdk
+from mme.stack_outputs import DEFAULT_STACK_NAME
 from mme_constructs import nag_packs
 from stacks.image_editing_stack import ImageEditingStack
 from stacks.settings import SettingsError, settings_from_context
@@ -21,7 +22,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
     """Create the app with the stack and the five cdk-nag packs (synth fails on findings)."""
     app = app or cdk.App()
     settings = settings_from_context(app.node.try_get_context)
-    stack_name = app.node.try_get_context("stackName") or "ImageEditingMme"
+    stack_name = app.node.try_get_context("stackName") or DEFAULT_STACK_NAME
     env = None
     if os.environ.get("CDK_DEFAULT_ACCOUNT") and os.environ.get("CDK_DEFAULT_REGION"):
         env = cdk.Environment(account=os.environ["CDK_DEFAULT_ACCOUNT"], region=os.environ["CDK_DEFAULT_REGION"])

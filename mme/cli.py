@@ -3,7 +3,8 @@
 To add a subcommand, write a module with ``register(subparsers)`` that adds its parser(s) and sets
 ``func`` (a function ``(args) -> int``) with ``set_defaults``, then add the module to
 :data:`COMMANDS`. Keep module imports light: import heavy dependencies inside ``func``.
-User mistakes exit non-zero with one ``mme <command>: error: ...`` line, never a traceback.
+User mistakes exit non-zero with one ``mme <command>: error: ...`` line, never a traceback
+(:mod:`mme.commands.errors` maps failures to exit statuses).
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ import argparse
 import sys
 from importlib import import_module
 
+from mme.commands.errors import run_command
+
 COMMANDS: tuple[str, ...] = (
-    "mme.package_cmd",  # mme package: build a model archive (issue 3)
-    "mme.commands",  # mme select / erase / replace / local up|down|status (issue 5)
-    "mme.cost",  # mme cost: single-model vs multi-model endpoint monthly cost (issue 6)
+    "mme.commands.package",  # mme package: build a model archive
+    "mme.commands.edit",  # mme select / erase / replace
+    "mme.commands.local",  # mme local up|down|status
+    "mme.commands.cost",  # mme cost: single-model vs multi-model endpoint monthly cost
     "mme.ui.command",  # mme ui: the click-to-edit web page
 )
 """Modules that each register their subcommand(s) (in this order in ``mme --help``)."""
-
-
-class CommandError(Exception):
-    """A user-facing failure of a subcommand: printed as one line, exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,19 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mme`` console script (``[project.scripts] mme = "mme.cli:main"``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CommandError as err:
-        print(f"mme {args.command}: error: {err}", file=sys.stderr)
-        return err.code
-    except KeyboardInterrupt:
-        print(f"mme {args.command}: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args, getattr(args, "mme_prog", None) or f"mme {args.command}")
 
 
-if __name__ == "__main__":  # python -m mme.cli: run the importable module (one CommandError class)
-    from mme.cli import main as _main
-
-    sys.exit(_main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from mme.stack_outputs import target_output_key
 from mme_constructs import (
     AlarmTopic,
     EndpointAlarms,
@@ -146,7 +147,7 @@ class ImageEditingStack(Stack):
         CfnOutput(self, "ServingBaseImage", value=self.serving_image.base_image,
                   description="SageMaker PyTorch DLC the serving image is built on (docker login to its registry)")
         for name, artifact in self.model_artifacts.items():
-            CfnOutput(self, f"TargetModel{name.capitalize()}", value=artifact.target_model,
+            CfnOutput(self, target_output_key(name), value=artifact.target_model,
                       description=f"TargetModel of {name}")
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name,
                   description="CloudWatch dashboard of the endpoint (docs/operations.md explains each widget)")

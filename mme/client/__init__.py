@@ -26,7 +26,8 @@ from .errors import (
 )
 from .retry import RetryPolicy
 from .sagemaker import SageMakerBackend
-from .stack import DEFAULT_STACK_NAME, read_stack_outputs, target_models_from_outputs
+from ..stack_outputs import DEFAULT_STACK_NAME, target_models_from_outputs
+from .stack import read_stack_outputs
 
 __all__ = [
     "MODELS", "Backend", "EditingClient", "SelectResult", "SageMakerBackend", "LocalBackend", "RetryPolicy",

@@ -59,7 +59,3 @@ class RetryPolicy:
         if kind in (THROTTLED, UNAVAILABLE):
             return attempts < self.max_attempts
         return False
-
-
-NO_RETRY = RetryPolicy(max_attempts=1, model_loading_timeout=0.0)
-"""A policy that never retries (for callers with their own retry loop)."""

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 
 from .errors import ConfigurationError, EndpointError, ModelInputError, ModelServerError, model_error
 from .retry import MODEL_LOADING, THROTTLED, UNAVAILABLE, RetryPolicy
-from .stack import DEFAULT_STACK_NAME, ENDPOINT_OUTPUT, read_stack_outputs, target_models_from_outputs
+from ..stack_outputs import DEFAULT_STACK_NAME, ENDPOINT_OUTPUT, target_models_from_outputs
+from .stack import read_stack_outputs
 
 #: InvokeEndpoint's payload limit for real-time endpoints (request body), bytes.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024

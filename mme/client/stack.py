@@ -1,43 +1,14 @@
 """Read what a client needs from the deployed stack's CloudFormation outputs.
 
-Convention (written by ``stacks/image_editing_stack.py``; see docs/usage.md):
-
-``EndpointName``
-    the SageMaker endpoint to invoke.
-``TargetModel<Name>``
-    one per enabled model, ``<Name>`` = the model name capitalized (``TargetModelSam``,
-    ``TargetModelLama``, ``TargetModelSd``); the value is the ``TargetModel`` to pass to
-    ``invoke_endpoint`` (``sam-<digest>.tar.gz``, relative to the model prefix).
-
-Clients never guess archive names: a model without its output is an error, unless the caller
-gives an explicit override.
+The stack name and the output keys (``EndpointName``, ``TargetModel<Name>``) are defined in
+:mod:`mme.stack_outputs`, which the stack (``stacks/image_editing_stack.py``) uses to write them;
+see docs/usage.md. Clients never guess archive names: a model without its output is an error,
+unless the caller gives an explicit override.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
 from .errors import ConfigurationError, EndpointError
-
-DEFAULT_STACK_NAME = "ImageEditingMme"
-ENDPOINT_OUTPUT = "EndpointName"
-_TARGET_OUTPUT = re.compile(r"^TargetModel(?P<name>[A-Z][A-Za-z0-9]*)$")
-
-
-def target_output_key(model: str) -> str:
-    """The output key holding ``model``'s TargetModel (``sam`` -> ``TargetModelSam``)."""
-    return "TargetModel" + model.capitalize()
-
-
-def target_models_from_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
-    """``{model name: TargetModel}`` from a stack's outputs (``TargetModelSam`` -> ``sam``)."""
-    found = {}
-    for key, value in outputs.items():
-        match = _TARGET_OUTPUT.match(key)
-        if match and value:
-            found[match["name"].lower()] = value
-    return found
 
 
 def read_stack_outputs(stack_name: str, cloudformation) -> dict[str, str]:

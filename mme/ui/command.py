@@ -24,24 +24,13 @@ import argparse
 import signal
 import sys
 
-from mme.commands import EXIT_OK, UsageError, add_target_options, backend_from_args, command, parse_number
+from mme.commands.arg_types import port_arg, positive_number
+from mme.commands.errors import EXIT_OK, UsageError
+from mme.commands.targets import add_target_options, backend_from_args
+from mme.stack_outputs import DEFAULT_STACK_NAME
 
 DEFAULT_PORT = 8765
 DEFAULT_SESSION_MB = 1024
-
-
-def port_arg(text: str) -> int:
-    value = parse_number(text, int, "a port is a number in 0..65535")
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is a number in 0..65535, got {value}")
-    return value
-
-
-def positive_number(text: str) -> float:
-    value = parse_number(text, float, "expected a positive number")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -52,7 +41,7 @@ def register(subparsers) -> None:
                     "prompt with SD) on HOST:PORT, for the local TorchServe (--local) or a deployed endpoint. "
                     "Open the printed address in a browser; nothing is opened for you. Ctrl+C stops it.",
         epilog="examples:\n  mme local up --weights tiny && mme ui --local\n"
-               "  mme ui --stack-name ImageEditingMme --port 8080",
+               f"  mme ui --stack-name {DEFAULT_STACK_NAME} --port 8080",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; the page has no login)")
@@ -65,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--session-mb", type=positive_number, default=DEFAULT_SESSION_MB, metavar="MB",
                    help=f"memory for the session's images and masks; the oldest go first (default {DEFAULT_SESSION_MB})")
     add_target_options(p)
-    p.set_defaults(func=command(cmd_ui), mme_prog=p.prog)
+    p.set_defaults(func=cmd_ui, mme_prog=p.prog)
 
 
 def _stop(signum, frame):
@@ -74,7 +63,7 @@ def _stop(signum, frame):
 
 def cmd_ui(args) -> int:
     """``mme ui``: build the client, serve the page until Ctrl+C / SIGTERM."""
-    from mme.client import MODELS
+    from mme.models import MODELS
 
     from .editor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, Editor, Limits
     from .jobs import JobRunner

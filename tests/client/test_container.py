@@ -205,7 +205,7 @@ def test_torchserve_settings_for_mme():
             assert key not in props, f"{key} set twice"
             props[key.strip()] = value.strip()
     assert props["enable_model_api"] == "true"          # SageMaker registers models on demand
-    assert props["disable_token_authorization"] == "true"  # the agent has no TorchServe key
+    assert props["disable_token_authorization"] == "true"  # SageMaker's MME front end has no TorchServe key
     assert "load_models" not in props and "models" not in props  # nothing preloaded in MME
     # big enough for a 6 MB InvokeEndpoint payload plus the JSON/base64 envelope
     assert int(props["max_request_size"]) >= 6 * 1024 * 1024 * 4 // 3

@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 from . import PACKAGER_FORMAT
 from .core import PackageOptions, S3Destination, key_prefix, package, target_model_pattern
 from .errors import SourceError, SpecError, describe, s3_error
+from .progress_text import describe_progress, every_n_bytes
 from .sources import Budget, RetryPolicy, SourceTree, secret_token_provider
 from .specs import parse_spec
 from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
@@ -55,6 +56,8 @@ for _logger in (log, logging.getLogger(__package__ or "packager")):
     _logger.setLevel(logging.INFO)
 
 MAX_SOURCE_ZIP_BYTES = 256 << 20
+#: The log gets one progress line per this many bytes archived (and one when the upload ends).
+LOG_EVERY_BYTES = 256 << 20
 
 
 class PackagingFailed(Exception):
@@ -150,7 +153,7 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
         max_in_flight=max_in_flight,
         retry=RetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
         budget=budget,
-        progress=_log_progress(),
+        progress=every_n_bytes(lambda status: log.info("progress: %s", describe_progress(status)), LOG_EVERY_BYTES),
     )
     token_provider = secret_token_provider(secrets_factory(), spec.token_secret_arn) if spec.token_secret_arn else None
     sources = _sources(s3, event)
@@ -165,19 +168,6 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
     if event.get("RequestType") == "Update" and old and old != result.location:
         log.info("inputs changed: %s replaces %s (CloudFormation deletes the old one)", result.location, old)
     return {"PhysicalResourceId": result.location, "Data": data}
-
-
-def _log_progress():
-    state = {"next": 0}
-
-    def progress(p) -> None:  # noqa: ANN001
-        if p.bytes_done >= state["next"] or p.current in ("uploading", "done"):
-            state["next"] = p.bytes_done + (256 << 20)
-            rate = p.bytes_done / p.elapsed / 1e6 if p.elapsed > 0 else 0.0
-            total = f"/{p.bytes_total}" if p.bytes_total else ""
-            log.info("progress: %d%s bytes, %.1f MB/s, %s", p.bytes_done, total, rate, p.current)
-
-    return progress
 
 
 def _delete(event: dict) -> dict:

@@ -13,7 +13,6 @@ from .codec import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageLimits,
     b64decode_field,
-    decode_b64_image,
     decode_image,
     encode_png,
     encode_png_b64,
@@ -27,7 +26,7 @@ from .request import Arg, Request, digest, finite_float, parse_body, parse_gen_a
 __all__ = [
     "ALLOWED_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "JSON_CONTENT_TYPE", "Arg", "ConfigError",
     "ImageLimits", "LRUCache", "Request", "RequestError", "ServingHandler", "Settings",
-    "b64decode_field", "decode_b64_image", "decode_image", "digest", "encode_png", "encode_png_b64",
+    "b64decode_field", "decode_image", "digest", "encode_png", "encode_png_b64",
     "error_body", "finite_float", "load_json_overrides", "mask_from_image", "parse_body", "parse_gen_args",
     "resolve_file", "select_device", "dilate",
 ]

@@ -130,12 +130,6 @@ def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None =
         raise RequestError(INVALID_IMAGE, f"'{field}' could not be decoded ({exc.__class__.__name__})") from None
 
 
-def decode_b64_image(value: object, field: str = "image", limits: ImageLimits | None = None,
-                     mode: str | None = None) -> Image.Image:
-    """``b64decode_field`` + ``decode_image`` in one call."""
-    return decode_image(b64decode_field(value, field, limits), field, limits, mode)
-
-
 def mask_from_image(mask_img: Image.Image, size: tuple[int, int], field: str = "mask_image",
                     threshold: int = 127, allow_empty: bool = False) -> np.ndarray:
     """Binarize a mask image (pixels > ``threshold`` in luminance are "masked"; transparent

@@ -44,10 +44,6 @@ class RequestError(Exception):
         self.message = message
         self.status = status
 
-    def to_body(self) -> str:
-        """The JSON response body ``{"error": {"code", "message"}}``."""
-        return error_body(self.code, self.message)
-
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"RequestError({self.code!r}, {self.message!r}, status={self.status})"
 
