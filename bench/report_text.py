@@ -117,7 +117,7 @@ ESTIMATES_INTRO = ("{name}, extrapolated from the 1- and 2-step runs (per step =
                    "(steps - 1) x per step): ")
 
 COST_INTRO = ("Monthly cost, single-model endpoints vs one multi-model endpoint (`mme cost`, arithmetic of the "
-              "AWS post: 720 h/month, 2 instances per endpoint; see `mme/cost.py`):")
+              "AWS post: 720 h/month, 2 instances per endpoint; see `mme/cost/`):")
 COST_MEASURED = {"cuda": "measured on GPU", "cpu": "CPU peak RSS with inference, as a stand-in"}
 COST_SOURCE = {
     "cuda": ("Measured footprints: each handler's CUDA context + reserved peak over load and requests in the "

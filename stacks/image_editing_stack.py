@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mme.stack_outputs import target_output_key
+from mme.stack_outputs import ENDPOINT_OUTPUT, target_output_key
 from mme_constructs import (
     AlarmTopic,
     EndpointAlarms,
@@ -135,7 +135,7 @@ class ImageEditingStack(Stack):
         return scaling
 
     def _outputs(self) -> None:
-        CfnOutput(self, "EndpointName", value=self.endpoint.cfn_endpoint.attr_endpoint_name,
+        CfnOutput(self, ENDPOINT_OUTPUT, value=self.endpoint.cfn_endpoint.attr_endpoint_name,
                   description="SageMaker endpoint to invoke")
         CfnOutput(self, "VariantName", value=self.endpoint.variant_name, description="Production variant")
         CfnOutput(self, "ModelBucketName", value=self.model_bucket.bucket.bucket_name,

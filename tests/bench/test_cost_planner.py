@@ -1,4 +1,4 @@
-"""The cost planner (mme/cost.py): the AWS post's example exactly, capacity from GPU memory,
+"""The cost planner (mme/cost/): the AWS post's example exactly, capacity from GPU memory,
 price overrides, edge cases, and the CLI's one-line errors."""
 
 from __future__ import annotations
