@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the archive; print where it went with its sha256 and size."""
     from mme_constructs.packager.core import LocalDestination, PackageOptions, S3Destination, package
     from mme_constructs.packager.errors import PackagingError
-    from mme_constructs.packager.sources import SourceTree, secret_token_provider
+    from mme_constructs.packager.hub_token import secret_token_provider
+    from mme_constructs.packager.sources import SourceTree
     from mme_constructs.packager.specs import load_spec_file, parse_spec
 
     sources_root = Path(args.model_sources)

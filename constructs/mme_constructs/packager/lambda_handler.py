@@ -43,9 +43,12 @@ from urllib.parse import urlparse
 
 from . import PACKAGER_FORMAT
 from .core import PackageOptions, S3Destination, key_prefix, package, target_model_pattern
-from .errors import SourceError, SpecError, describe, s3_error
-from .sources import Budget, RetryPolicy, SourceTree, secret_token_provider
+from .download_retry import DownloadRetryPolicy
+from .errors import SourceError, SpecError, aws_error_message, describe
+from .hub_token import secret_token_provider
+from .sources import SourceTree
 from .specs import parse_spec
+from .time_budget import Budget
 from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
 log = logging.getLogger("mme_packager")
@@ -130,7 +133,7 @@ def _sources(s3, event: dict) -> SourceTree:
         except SourceError:
             raise
         except Exception as err:  # noqa: BLE001
-            raise SourceError(f"cannot read the model source {where}: {s3_error(err)}") from None
+            raise SourceError(f"cannot read the model source {where}: {aws_error_message(err)}") from None
         tree.add_zip(data, where)
     return tree
 
@@ -148,7 +151,7 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
         gzip_level=props["GzipLevel"],
         part_size=int(_env_number("MME_PACKAGER_PART_SIZE_MIB", DEFAULT_PART_SIZE >> 20) * (1 << 20)),
         max_in_flight=max_in_flight,
-        retry=RetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
+        retry=DownloadRetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
         budget=budget,
         progress=_log_progress(),
     )
@@ -199,7 +202,7 @@ def _delete(event: dict) -> dict:
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as err:  # noqa: BLE001
-        raise SourceError(f"cannot delete {physical}: {s3_error(err)}") from None
+        raise SourceError(f"cannot delete {physical}: {aws_error_message(err)}") from None
     log.info("deleted %s", physical)
     return {"PhysicalResourceId": physical}
 
