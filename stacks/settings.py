@@ -21,6 +21,7 @@ from mme_constructs.instance_types import (
     resolve_instance_type,
 )
 from mme_constructs.model_store import archive_writer_arn_error
+from mme_constructs.packager.key_prefix import checked_key_prefix
 
 from mme.models import MODELS
 
@@ -254,10 +255,10 @@ def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
             )
         values["endpoint_name_prefix"] = prefix
     if "modelPrefix" in given:
-        prefix = str(given["modelPrefix"]).strip().strip("/")
-        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$", prefix):
-            raise SettingsError(f"context modelPrefix: {given['modelPrefix']!r} is not a plain S3 key prefix")
-        values["model_prefix"] = prefix + "/"
+        try:
+            values["model_prefix"] = checked_key_prefix(str(given["modelPrefix"]).strip(), "context modelPrefix")
+        except ValueError as err:
+            raise SettingsError(str(err)) from None
     if "modelCacheEnabled" in given:
         values["model_cache_enabled"] = _bool("modelCacheEnabled", given["modelCacheEnabled"])
     if "baseImage" in given:

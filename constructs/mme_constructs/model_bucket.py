@@ -10,9 +10,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mme_constructs._cfn import normalize_prefix
 from mme_constructs._nag import acknowledge
 from mme_constructs.model_store import ModelStore
+from mme_constructs.packager.key_prefix import checked_key_prefix
 
 _REPLICATION_RULES = ("NIST.800.53.R5-S3BucketReplicationEnabled", "HIPAA.Security-S3BucketReplicationEnabled",
                       "PCI.DSS.321-S3BucketReplicationEnabled")
@@ -64,7 +64,7 @@ class ModelBucket(Construct):
         access_log_retention: Duration = Duration.days(365),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
-        normalize_prefix(model_prefix)  # a bad prefix fails before any resource is made
+        checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
         super().__init__(scope, construct_id)
         # Grant S3 log delivery through the log bucket's policy, never through an ACL, whatever
         # feature flags the surrounding app sets (ACLs are disabled on both buckets).

@@ -40,6 +40,7 @@ from .archive import DEFAULT_GZIP_LEVEL, DigestSink, GzipWriter, TarWriter, mani
 from .bucket_source import list_s3_weights
 from .download_retry import DownloadRetryPolicy
 from .errors import PackagingError, SourceError, SpecError, UploadError, aws_error_message
+from .key_prefix import checked_key_prefix
 from .local_source import file_sha256, list_local_weights
 from .sources import SourceTree
 from .specs import WeightsSpec, parse_spec
@@ -74,12 +75,6 @@ def target_model_name(model_name: str, input_digest: str) -> str:
 def target_model_pattern(model_name: str) -> re.Pattern:
     """Regex of the archive names this packager writes for ``model_name``."""
     return re.compile(rf"^{re.escape(model_name)}-[0-9a-f]{{{SHORT_DIGEST}}}\.tar\.gz$")
-
-
-def key_prefix(prefix: str) -> str:
-    """``'/models'`` -> ``'models/'``, ``''`` or ``'/'`` -> ``''``: how archive keys start in the bucket."""
-    stripped = prefix.strip("/")
-    return stripped + "/" if stripped else ""
 
 
 @dataclass
@@ -146,7 +141,10 @@ class S3Destination:
                  clean_stale_uploads: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.prefix = key_prefix(prefix)
+        try:
+            self.prefix = checked_key_prefix(prefix, "key prefix")
+        except ValueError as err:
+            raise SpecError(str(err)) from None
         self.kms_key_id = kms_key_id
         self.clean_stale_uploads = clean_stale_uploads
 

@@ -42,10 +42,11 @@ import os
 from urllib.parse import urlparse
 
 from . import PACKAGER_FORMAT
-from .core import PackageOptions, S3Destination, key_prefix, package, target_model_pattern
+from .core import PackageOptions, S3Destination, package, target_model_pattern
 from .download_retry import DownloadRetryPolicy
 from .errors import SourceError, SpecError, aws_error_message, describe
 from .hub_token import secret_token_provider
+from .key_prefix import normalize_key_prefix
 from .sources import SourceTree
 from .specs import parse_spec
 from .time_budget import Budget
@@ -192,7 +193,7 @@ def _delete(event: dict) -> dict:
     bucket, model_name = props.get("Bucket"), props.get("ModelName")
     parsed = urlparse(physical)
     key = parsed.path.lstrip("/")
-    prefix = key_prefix(str(props.get("Prefix", "models/")))
+    prefix = normalize_key_prefix(str(props.get("Prefix", "models/")))
     name = key[len(prefix):] if key.startswith(prefix) else ""
     if parsed.scheme != "s3" or not bucket or parsed.netloc != bucket or not isinstance(model_name, str) \
             or not target_model_pattern(model_name).match(name):
