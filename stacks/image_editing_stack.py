@@ -22,7 +22,7 @@ from mme_constructs import (
     MultiModelEndpoint,
     ServingImage,
 )
-from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, Settings
+from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ class ImageEditingStack(Stack):
     the packager and its Provider framework in those subnets. Output ``ModelKeyArn`` too.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
@@ -103,7 +103,7 @@ class ImageEditingStack(Stack):
                                            dashboard_name=settings.endpoint_name)
         self._outputs()
 
-    def _imported_network(self, settings: Settings) -> dict:
+    def _imported_network(self, settings: StackSettings) -> dict:
         """Context ``vpcSubnetIds`` / ``vpcSecurityGroupIds`` as imported subnets and security groups."""
         if not settings.vpc_subnet_ids:
             return {}
@@ -115,7 +115,7 @@ class ImageEditingStack(Stack):
                   for i, g in enumerate(settings.vpc_security_group_ids)]
         return {"vpc_subnets": ec2.SubnetSelection(subnets=subnets), "security_groups": groups}
 
-    def _alarm_topic(self, settings: Settings) -> sns.ITopic:
+    def _alarm_topic(self, settings: StackSettings) -> sns.ITopic:
         """The topic of ``alarmTopicArn``, or a new encrypted, TLS-only one with ``alarmEmail`` subscribed."""
         if settings.alarm_topic_arn:
             return sns.Topic.from_topic_arn(self, "AlarmTopic", settings.alarm_topic_arn)
@@ -123,7 +123,7 @@ class ImageEditingStack(Stack):
                           topic_name=f"{settings.endpoint_name}-alarms", emails=settings.alarm_emails,
                           display_name=f"Alarms of {settings.endpoint_name}").topic
 
-    def _autoscaling(self, settings: Settings):
+    def _autoscaling(self, settings: StackSettings):
         scaling = self.endpoint.auto_scale_instance_count(
             min_capacity=settings.min_instance_count, max_capacity=settings.max_instance_count)
         cooldowns = dict(scale_out_cooldown=Duration.seconds(settings.scale_out_cooldown_seconds),
@@ -158,7 +158,7 @@ class ImageEditingStack(Stack):
                   description="Container logs of the endpoint (TorchServe and the handlers)")
 
 
-def _alarm_thresholds(settings: Settings) -> dict:
+def _alarm_thresholds(settings: StackSettings) -> dict:
     """EndpointAlarms props for the thresholds the context set (None leaves an alarm out)."""
     units = {prop: unit for prop, unit, _low, _high in ALARM_THRESHOLDS.values()}
     return {prop: None if value is None else _UNITS[units[prop]](value) for prop, value in settings.alarm_thresholds}

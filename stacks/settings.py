@@ -21,6 +21,7 @@ from mme_constructs.instance_types import (
     resolve_instance_type,
 )
 from mme_constructs.model_store import archive_writer_arn_error
+from mme_constructs.packager.key_prefix import checked_key_prefix
 
 from mme.models import MODELS
 
@@ -35,8 +36,8 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The validated deployment settings. Field names are the context keys in snake case."""
+class StackSettings:
+    """The validated settings of the stack (from CDK context). Field names are the context keys in snake case."""
 
     instance_type: str = "ml.g5.2xlarge"
     allow_undocumented_instance_type: bool = False
@@ -76,7 +77,7 @@ class Settings:
         return f"{self.endpoint_name_prefix}-mme"
 
 
-#: context key -> Settings field
+#: context key -> StackSettings field
 CONTEXT_KEYS = {
     "instanceType": "instance_type",
     "allowUndocumentedInstanceType": "allow_undocumented_instance_type",
@@ -201,8 +202,8 @@ def _facts(name: str, value: Any) -> GpuInstanceType:
 
 
 def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
-    """``instanceType`` (+ ``allowUndocumentedInstanceType``, ``instanceTypeFacts``) as Settings values."""
-    name = str(raw.get("instanceType", Settings.instance_type)).strip()
+    """``instanceType`` (+ ``allowUndocumentedInstanceType``, ``instanceTypeFacts``) as StackSettings values."""
+    name = str(raw.get("instanceType", StackSettings.instance_type)).strip()
     allow = raw.get("allowUndocumentedInstanceType") is not None and _bool(
         "allowUndocumentedInstanceType", raw["allowUndocumentedInstanceType"])
     facts = raw.get("instanceTypeFacts")
@@ -230,13 +231,13 @@ def _instance_type(raw: dict[str, Any]) -> dict[str, Any]:
         raise SettingsError(f"context instanceType: {err}") from None
 
 
-def settings_from_context(get: Callable[[str], Any]) -> Settings:
-    """Build ``Settings`` from a context getter (``app.node.try_get_context``)."""
+def settings_from_context(get: Callable[[str], Any]) -> StackSettings:
+    """Build ``StackSettings`` from a context getter (``app.node.try_get_context``)."""
     raw = {key: get(key) for key in (*CONTEXT_KEYS, *ALARM_THRESHOLDS)}
     given = {key: value for key, value in raw.items() if value is not None}
     values = {**_endpoint_values(given), **_scaling_values(given), **_network_values(given),
               **_operations_values(given)}
-    settings = Settings(**values)  # the dataclass defaults fill in what the context leaves out
+    settings = StackSettings(**values)  # the dataclass defaults fill in what the context leaves out
     _check_relations(settings)
     return settings
 
@@ -254,10 +255,10 @@ def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
             )
         values["endpoint_name_prefix"] = prefix
     if "modelPrefix" in given:
-        prefix = str(given["modelPrefix"]).strip().strip("/")
-        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$", prefix):
-            raise SettingsError(f"context modelPrefix: {given['modelPrefix']!r} is not a plain S3 key prefix")
-        values["model_prefix"] = prefix + "/"
+        try:
+            values["model_prefix"] = checked_key_prefix(str(given["modelPrefix"]).strip(), "context modelPrefix")
+        except ValueError as err:
+            raise SettingsError(str(err)) from None
     if "modelCacheEnabled" in given:
         values["model_cache_enabled"] = _bool("modelCacheEnabled", given["modelCacheEnabled"])
     if "baseImage" in given:
@@ -362,7 +363,7 @@ def _threshold(key: str, value: Any, unit: str, low: float, high: float) -> floa
     return _float(key, value, low, high)
 
 
-def _check_relations(settings: Settings) -> None:
+def _check_relations(settings: StackSettings) -> None:
     """Rules between keys (each value is valid on its own by now)."""
     if settings.max_instance_count < settings.min_instance_count:
         raise SettingsError(

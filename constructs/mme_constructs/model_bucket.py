@@ -10,9 +10,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mme_constructs._cfn import normalize_prefix
 from mme_constructs._nag import acknowledge
 from mme_constructs.model_store import ModelStore
+from mme_constructs.packager.key_prefix import checked_key_prefix
 
 _REPLICATION_RULES = ("NIST.800.53.R5-S3BucketReplicationEnabled", "HIPAA.Security-S3BucketReplicationEnabled",
                       "PCI.DSS.321-S3BucketReplicationEnabled")
@@ -64,7 +64,7 @@ class ModelBucket(Construct):
         access_log_retention: Duration = Duration.days(365),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
-        normalize_prefix(model_prefix)  # a bad prefix fails before any resource is made
+        checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
         super().__init__(scope, construct_id)
         # Grant S3 log delivery through the log bucket's policy, never through an ACL, whatever
         # feature flags the surrounding app sets (ACLs are disabled on both buckets).
@@ -78,7 +78,19 @@ class ModelBucket(Construct):
             removal_policy=removal_policy,
         )
 
-        self.access_log_bucket = s3.Bucket(
+        self.access_log_bucket = self._access_log_bucket(
+            access_log_retention, noncurrent_version_expiration, abort_incomplete_multipart_upload_after,
+            removal_policy)
+        self.bucket = self._model_bucket(noncurrent_version_expiration, abort_incomplete_multipart_upload_after,
+                                         removal_policy)
+        self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key,
+                                      archive_writers=archive_writers)
+
+    def _access_log_bucket(self, retention: Duration, noncurrent_version_expiration: Duration,
+                           abort_incomplete_multipart_upload_after: Duration,
+                           removal_policy: RemovalPolicy) -> s3.Bucket:
+        """The bucket of the server access logs: SSE-S3, TLS-only, private, versioned, expiring."""
+        bucket = s3.Bucket(
             self,
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -90,7 +102,7 @@ class ModelBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
-                    expiration=access_log_retention,
+                    expiration=retention,
                     noncurrent_version_expiration=noncurrent_version_expiration,
                     abort_incomplete_multipart_upload_after=abort_incomplete_multipart_upload_after,
                 )
@@ -99,19 +111,23 @@ class ModelBucket(Construct):
         )
         # No AwsSolutions-S1 finding to acknowledge: cdk-nag treats a bucket that receives another
         # bucket's access logs as compliant (logging the log bucket would loop).
-        acknowledge(self.access_log_bucket.node.default_child, (
+        acknowledge(bucket.node.default_child, (
             "Server access log objects are written by the S3 log delivery service; the bucket uses SSE-S3 so that "
             "no KMS key policy has to let that service principal use a key. The logs hold request metadata (who "
             "read or wrote which key), no model data; access is TLS-only and private."),
             "NIST.800.53.R5-S3DefaultEncryptionKMS", "HIPAA.Security-S3DefaultEncryptionKMS",
             "PCI.DSS.321-S3DefaultEncryptionKMS")
-        acknowledge(self.access_log_bucket.node.default_child, (
+        acknowledge(bucket.node.default_child, (
             "Server access logs are an operational aid kept for access_log_retention, versioned against "
             "deletion; the durable audit trail is the account's CloudTrail (S3 data events) delivered to its "
             "log archive. Replicating needs a bucket in another region or account that the deployer owns."),
             *_REPLICATION_RULES)
+        return bucket
 
-        self.bucket = s3.Bucket(
+    def _model_bucket(self, noncurrent_version_expiration: Duration,
+                      abort_incomplete_multipart_upload_after: Duration, removal_policy: RemovalPolicy) -> s3.Bucket:
+        """The archives' bucket: SSE-KMS with a bucket key, TLS-only, private, versioned, logged."""
+        bucket = s3.Bucket(
             self,
             "Bucket",
             encryption=s3.BucketEncryption.KMS,
@@ -136,13 +152,12 @@ class ModelBucket(Construct):
             ],
             removal_policy=removal_policy,
         )
-        acknowledge(self.bucket.node.default_child, (
+        acknowledge(bucket.node.default_child, (
             "The archives are derived data: the packager rebuilds each one from the model sources and the "
             "digest-pinned weights on any deploy, in any region, so a replica adds no recovery the stack lacks. "
             "Versioning keeps overwritten or deleted archives for noncurrent_version_expiration."),
             *_REPLICATION_RULES)
-        self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key,
-                                      archive_writers=archive_writers)
+        return bucket
 
     @property
     def model_prefix(self) -> str:

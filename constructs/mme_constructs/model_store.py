@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
-from mme_constructs._cfn import normalize_prefix
+from mme_constructs.packager.key_prefix import checked_key_prefix
 from mme_constructs._nag import acknowledge_wildcards
 
 #: Object actions the packager needs on its own archives (multipart upload, HEAD, tags, delete).
@@ -98,7 +98,7 @@ class ModelStore:
         if Token.is_unresolved(model_prefix):
             raise ValueError("model_prefix must be a literal key prefix like 'models/', not a token")
         self.bucket = bucket
-        self.model_prefix = normalize_prefix(model_prefix)
+        self.model_prefix = checked_key_prefix(model_prefix, "model_prefix")
         self.encryption_key = encryption_key
         self._writer_arns: list[str] = []
         for writer in archive_writers:

@@ -164,7 +164,7 @@ def _destination(args: argparse.Namespace, aws: _AwsSession):  # noqa: ANN202
 
 def _token_provider(spec, aws: _AwsSession):  # noqa: ANN001, ANN202
     """The Hub token: from the spec's secret, else ``$HF_TOKEN``, else none."""
-    from mme_constructs.packager.sources import secret_token_provider
+    from mme_constructs.packager.hub_token import secret_token_provider
 
     if spec.token_secret_arn:
         return secret_token_provider(aws.get().client("secretsmanager"), spec.token_secret_arn)

@@ -6,7 +6,7 @@ import pytest
 from packager_helpers import REPO_ROOT
 
 from mme_constructs.packager.errors import SpecError
-from mme_constructs.packager.sources import select_hf_files
+from mme_constructs.packager.hub import select_hf_files
 from mme_constructs.packager.specs import load_spec_file, parse_spec
 
 REV = "81a84f49b15956b60b4272a405ad3daef3da4590"

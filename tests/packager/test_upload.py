@@ -9,7 +9,7 @@ import pytest
 from packager_helpers import keys_in, uploads_left
 
 from mme_constructs.packager.errors import BudgetExceeded
-from mme_constructs.packager.sources import Budget
+from mme_constructs.packager.time_budget import Budget
 from mme_constructs.packager.upload import MIN_PART_SIZE, MultipartUploadWriter, abort_stale_uploads
 
 MiB = 1 << 20

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mme_constructs.instance_types import GPU_INSTANCE_TYPES, SUPPORTED_INSTANCE_TYPES, GpuInstanceType
-from stacks.settings import Settings, SettingsError, settings_from_context
+from stacks.settings import SettingsError, StackSettings, settings_from_context
 
 from stack_helpers import REPO_ROOT
 
@@ -21,7 +21,7 @@ def parse(**context):
 
 def test_defaults_are_the_documented_ones():
     s = parse()
-    assert s == Settings()
+    assert s == StackSettings()
     assert s.instance_type == "ml.g5.2xlarge" and s.gpu_instance_type is GPU_INSTANCE_TYPES["ml.g5.2xlarge"]
     assert s.allow_undocumented_instance_type is False and s.instance_type_facts is None
     assert s.enabled_models == ("sam", "lama", "sd")

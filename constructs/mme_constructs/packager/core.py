@@ -37,19 +37,14 @@ from typing import Callable, Mapping, Sequence
 
 from . import PACKAGER_FORMAT
 from .archive import DEFAULT_GZIP_LEVEL, DigestSink, GzipWriter, TarWriter, manifest_json, member_order, parent_dirs
-from .errors import PackagingError, SourceError, SpecError, UploadError, s3_error
-from .sources import (
-    UNLIMITED,
-    Budget,
-    RetryPolicy,
-    SourceTree,
-    WeightFile,
-    file_sha256,
-    list_local_weights,
-    list_s3_weights,
-    resolve_weights,
-)
+from .bucket_source import list_s3_weights
+from .download_retry import DownloadRetryPolicy
+from .errors import PackagingError, SourceError, SpecError, UploadError, aws_error_message
+from .key_prefix import checked_key_prefix
+from .local_source import file_sha256, list_local_weights
+from .sources import SourceTree
 from .specs import WeightsSpec, parse_spec
+from .time_budget import UNLIMITED, Budget
 from .upload import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_PART_SIZE,
@@ -57,6 +52,8 @@ from .upload import (
     MultipartUploadWriter,
     abort_stale_uploads,
 )
+from .weight_stream import WeightFile
+from .weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +67,6 @@ CONTENT_TYPE = "application/gzip"
 READ_CHUNK = 8 << 20
 
 
-def key_prefix(prefix: str) -> str:
-    """``'/models'`` -> ``'models/'``, ``''`` or ``'/'`` -> ``''``: how archive keys start in the bucket."""
-    stripped = prefix.strip("/")
-    return stripped + "/" if stripped else ""
-
-
 def target_model_name(model_name: str, input_digest: str) -> str:
     """``<name>-<16 hex>.tar.gz``: the archive's file name and the endpoint's ``TargetModel``."""
     return f"{model_name}-{input_digest[:SHORT_DIGEST]}.tar.gz"
@@ -87,8 +78,9 @@ def target_model_pattern(model_name: str) -> re.Pattern:
 
 
 @dataclass
-class Progress:
-    """Where a packaging run stands (for a progress line or a log)."""
+class PackagingProgress:
+    """Where a packaging run stands: bytes written so far, the total when known, the member being
+    written; what :attr:`PackageOptions.progress` receives (for a progress line or a log)."""
 
     bytes_done: int
     bytes_total: int | None
@@ -103,9 +95,9 @@ class PackageOptions:
     gzip_level: int = DEFAULT_GZIP_LEVEL
     part_size: int = DEFAULT_PART_SIZE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: DownloadRetryPolicy = field(default_factory=DownloadRetryPolicy)
     budget: Budget = UNLIMITED
-    progress: Callable[[Progress], None] | None = None
+    progress: Callable[[PackagingProgress], None] | None = None
     force: bool = False
 
 
@@ -149,7 +141,10 @@ class S3Destination:
                  clean_stale_uploads: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.prefix = key_prefix(prefix)
+        try:
+            self.prefix = checked_key_prefix(prefix, "key prefix")
+        except ValueError as err:
+            raise SpecError(str(err)) from None
         self.kms_key_id = kms_key_id
         self.clean_stale_uploads = clean_stale_uploads
 
@@ -175,7 +170,7 @@ class S3Destination:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
             tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=key).get("TagSet", [])
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"cannot check {self.location(key)}: {s3_error(err)}") from None
+            raise UploadError(f"cannot check {self.location(key)}: {aws_error_message(err)}") from None
         recorded = {t["Key"]: t["Value"] for t in tags}
         why = self._not_ours(head, recorded, metadata)
         if why:
@@ -210,7 +205,7 @@ class S3Destination:
         except PackagingError:
             raise
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"cannot read {self.location(key)} to check it: {s3_error(err)}") from None
+            raise UploadError(f"cannot read {self.location(key)} to check it: {aws_error_message(err)}") from None
         return digest.hexdigest()
 
     def prepare(self, key: str) -> None:
@@ -232,7 +227,7 @@ class S3Destination:
                 {"Key": "sha256", "Value": sha256}, {"Key": "input-digest", "Value": input_digest}]})
             stored = int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"cannot tag {self.location(key)}: {s3_error(err)}") from None
+            raise UploadError(f"cannot tag {self.location(key)}: {aws_error_message(err)}") from None
         if stored != size:
             raise UploadError(f"{self.location(key)} holds {stored} bytes, {size} were written")
 
@@ -241,7 +236,7 @@ class S3Destination:
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=key)
         except Exception as err:  # noqa: BLE001
-            log.error("could not delete the unfinished %s: %s", self.location(key), s3_error(err))
+            log.error("could not delete the unfinished %s: %s", self.location(key), aws_error_message(err))
 
 
 class LocalDestination:
@@ -420,7 +415,7 @@ def _build(the_plan: Plan, weights: list[WeightFile], destination, key: str,
         now = time.monotonic()
         if options.progress and (force or now - last_report >= 0.5):
             last_report = now
-            options.progress(Progress(done, total, current, now - started))
+            options.progress(PackagingProgress(done, total, current, now - started))
 
     try:
         sink = DigestSink(writer)

@@ -49,8 +49,9 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def s3_error(err: BaseException) -> str:
-    """``Code: message`` of a botocore ``ClientError`` (S3, Secrets Manager...), else the type and text."""
+def aws_error_message(err: BaseException) -> str:
+    """One line for an AWS SDK error of any service (S3, Secrets Manager...): ``Code: message`` of a
+    botocore ``ClientError``, else the exception's type and text."""
     error = (getattr(err, "response", None) or {}).get("Error", {})
     if error.get("Code"):
         return f"{error['Code']}: {error['Message']}" if error.get("Message") else str(error["Code"])

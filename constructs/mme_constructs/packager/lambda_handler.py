@@ -42,11 +42,15 @@ import os
 from urllib.parse import urlparse
 
 from . import PACKAGER_FORMAT
-from .core import PackageOptions, S3Destination, key_prefix, package, target_model_pattern
-from .errors import SourceError, SpecError, describe, s3_error
+from .core import PackageOptions, S3Destination, package, target_model_pattern
+from .download_retry import DownloadRetryPolicy
+from .errors import SourceError, SpecError, aws_error_message, describe
+from .hub_token import secret_token_provider
+from .key_prefix import normalize_key_prefix
 from .progress_text import describe_progress, every_n_bytes
-from .sources import Budget, RetryPolicy, SourceTree, secret_token_provider
+from .sources import SourceTree
 from .specs import parse_spec
+from .time_budget import Budget
 from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
 log = logging.getLogger("mme_packager")
@@ -133,7 +137,7 @@ def _sources(s3, event: dict) -> SourceTree:
         except SourceError:
             raise
         except Exception as err:  # noqa: BLE001
-            raise SourceError(f"cannot read the model source {where}: {s3_error(err)}") from None
+            raise SourceError(f"cannot read the model source {where}: {aws_error_message(err)}") from None
         tree.add_zip(data, where)
     return tree
 
@@ -151,7 +155,7 @@ def _create_or_update(event: dict, context) -> dict:  # noqa: ANN001
         gzip_level=props["GzipLevel"],
         part_size=int(_env_number("MME_PACKAGER_PART_SIZE_MIB", DEFAULT_PART_SIZE >> 20) * (1 << 20)),
         max_in_flight=max_in_flight,
-        retry=RetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
+        retry=DownloadRetryPolicy(base_delay=_env_number("MME_PACKAGER_RETRY_BASE_DELAY_S", 0.25)),
         budget=budget,
         progress=every_n_bytes(lambda status: log.info("progress: %s", describe_progress(status)), LOG_EVERY_BYTES),
     )
@@ -179,7 +183,7 @@ def _delete(event: dict) -> dict:
     bucket, model_name = props.get("Bucket"), props.get("ModelName")
     parsed = urlparse(physical)
     key = parsed.path.lstrip("/")
-    prefix = key_prefix(str(props.get("Prefix", "models/")))
+    prefix = normalize_key_prefix(str(props.get("Prefix", "models/")))
     name = key[len(prefix):] if key.startswith(prefix) else ""
     if parsed.scheme != "s3" or not bucket or parsed.netloc != bucket or not isinstance(model_name, str) \
             or not target_model_pattern(model_name).match(name):
@@ -189,7 +193,7 @@ def _delete(event: dict) -> dict:
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as err:  # noqa: BLE001
-        raise SourceError(f"cannot delete {physical}: {s3_error(err)}") from None
+        raise SourceError(f"cannot delete {physical}: {aws_error_message(err)}") from None
     log.info("deleted %s", physical)
     return {"PhysicalResourceId": physical}
 

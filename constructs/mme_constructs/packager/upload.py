@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .errors import UploadError, s3_error
-from .sources import Budget, UNLIMITED
+from .errors import UploadError, aws_error_message
+from .time_budget import UNLIMITED, Budget
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class MultipartUploadWriter:
             resp = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="CRC32",
                                                    **self.create_args)
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"cannot start the upload to s3://{self.bucket}/{self.key}: {s3_error(err)}") from None
+            raise UploadError(f"cannot start the upload to s3://{self.bucket}/{self.key}: {aws_error_message(err)}") from None
         self.upload_id = resp["UploadId"]
         log.info("started multipart upload of s3://%s/%s (%s)", self.bucket, self.key, self.upload_id)
 
@@ -105,7 +105,7 @@ class MultipartUploadWriter:
             resp = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
                                        Body=data, ChecksumAlgorithm="CRC32")
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"uploading part {number} of s3://{self.bucket}/{self.key} failed: {s3_error(err)}") \
+            raise UploadError(f"uploading part {number} of s3://{self.bucket}/{self.key} failed: {aws_error_message(err)}") \
                 from None
         part = {"PartNumber": number, "ETag": resp["ETag"]}
         if resp.get("ChecksumCRC32"):
@@ -136,7 +136,7 @@ class MultipartUploadWriter:
             self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                               MultipartUpload={"Parts": parts})
         except Exception as err:  # noqa: BLE001
-            raise UploadError(f"completing the upload of s3://{self.bucket}/{self.key} failed: {s3_error(err)}") \
+            raise UploadError(f"completing the upload of s3://{self.bucket}/{self.key} failed: {aws_error_message(err)}") \
                 from None
         self.completed = True
         self._pool.shutdown(wait=True)
@@ -163,15 +163,15 @@ def abort_and_verify(s3, bucket: str, key: str, upload_id: str, attempts: int = 
         try:
             s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception as err:  # noqa: BLE001
-            if "NoSuchUpload" not in s3_error(err):
-                log.warning("abort of %s (s3://%s/%s) failed: %s", upload_id, bucket, key, s3_error(err))
+            if "NoSuchUpload" not in aws_error_message(err):
+                log.warning("abort of %s (s3://%s/%s) failed: %s", upload_id, bucket, key, aws_error_message(err))
         try:
             parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts", [])
         except Exception as err:  # noqa: BLE001
-            if "NoSuchUpload" in s3_error(err):
+            if "NoSuchUpload" in aws_error_message(err):
                 log.info("aborted multipart upload %s of s3://%s/%s", upload_id, bucket, key)
                 return True
-            log.warning("cannot verify the abort of %s: %s", upload_id, s3_error(err))
+            log.warning("cannot verify the abort of %s: %s", upload_id, aws_error_message(err))
             parts = None
         if parts == []:
             # Some S3 implementations keep an empty upload listed for a moment; try again.
@@ -194,7 +194,7 @@ def abort_stale_uploads(s3, bucket: str, key: str, older_than: timedelta = STALE
     try:
         resp = s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
     except Exception as err:  # noqa: BLE001 - cleanup is best effort
-        log.warning("cannot list multipart uploads of s3://%s/%s: %s", bucket, key, s3_error(err))
+        log.warning("cannot list multipart uploads of s3://%s/%s: %s", bucket, key, aws_error_message(err))
         return 0
     for upload in resp.get("Uploads", []):
         initiated = upload.get("Initiated")
