@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mme_constructs.instance_types import (
+    DEFAULT_INSTANCE_TYPE,
     GPU_INSTANCE_TYPES,
     MULTI_GPU_INSTANCE_TYPES,
     GpuInstanceType,
@@ -39,7 +40,7 @@ class SettingsError(ValueError):
 class StackSettings:
     """The validated settings of the stack (from CDK context). Field names are the context keys in snake case."""
 
-    instance_type: str = "ml.g5.2xlarge"
+    instance_type: str = DEFAULT_INSTANCE_TYPE
     allow_undocumented_instance_type: bool = False
     instance_type_facts: GpuInstanceType | None = None  # an undocumented type's facts (instanceTypeFacts)
     initial_instance_count: int = 1

@@ -53,6 +53,9 @@ from dataclasses import dataclass, field
 #: CUDA 12.4 (the serving image's PyTorch 2.6 DLC) needs compute capability 5.0 or newer [CC].
 MIN_COMPUTE_CAPABILITY = (5, 0)
 SERVING_IMAGE_CUDA = "PyTorch 2.6 DLC, CUDA 12.4"
+#: The instance type a MultiModelEndpoint (and the app's stack) uses when none is given: an A10G
+#: with 24 GiB, which holds SAM, LaMa and SD together.
+DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 
 _NAME = re.compile(r"^ml\.([a-z][a-z0-9-]*)\.([a-z0-9]+)$")
 

@@ -23,7 +23,12 @@ from mme_constructs.endpoint_metrics import (
     endpoint_metric,
     instance_count,
 )
-from mme_constructs.instance_types import GpuInstanceType, resolve_instance_type, undocumented_warning
+from mme_constructs.instance_types import (
+    DEFAULT_INSTANCE_TYPE,
+    GpuInstanceType,
+    resolve_instance_type,
+    undocumented_warning,
+)
 from mme_constructs.log_groups import default_log_key, log_group_arn, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.scaling import ScalableInstanceCount
@@ -237,7 +242,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         image: ServingImage,
         model_store: ModelStore,
         endpoint_name: str | None = None,
-        instance_type: str | GpuInstanceType = "ml.g5.2xlarge",
+        instance_type: str | GpuInstanceType = DEFAULT_INSTANCE_TYPE,
         initial_instance_count: int = 1,
         variant_name: str = "AllTraffic",
         role: iam.IRole | None = None,
