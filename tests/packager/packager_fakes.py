@@ -51,145 +51,188 @@ class FakeState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _HubHTTPServer(ThreadingHTTPServer):
+    """The listening socket, holding what every request handler shares: the state and the CDN's base URL."""
+
+    daemon_threads = True
+
+    def __init__(self, state: FakeState) -> None:
+        super().__init__(("127.0.0.1", 0), _HubHandler)
+        self.state = state
+        self.cdn = f"http://localhost:{self.server_address[1]}"
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    """One request: recorded in ``state.requests``, then answered by the route its path names."""
+
+    protocol_version = "HTTP/1.1"
+    server: _HubHTTPServer
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    @property
+    def state(self) -> FakeState:
+        return self.server.state
+
+    def do_GET(self):  # noqa: N802
+        with self.state.lock:
+            self.state.requests.append({"path": self.path, "host": self.headers.get("Host"),
+                                        "auth": self.headers.get("Authorization"),
+                                        "range": self.headers.get("Range")})
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # ------------------------------------------------------------------------------ routes
+    def _route(self) -> None:
+        parsed = urlparse(self.path)
+        path = unquote(parsed.path)
+        parts = path.strip("/").split("/")
+        if path.startswith("/api/models/") and len(parts) >= 6 and parts[4] == "revision":
+            return self._hub_listing(f"{parts[2]}/{parts[3]}", parts[5])
+        if len(parts) >= 5 and parts[2] == "resolve":
+            return self._resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), parsed, path)
+        if parts[0] == "cdn" and len(parts) >= 4:
+            return self._cdn(f"{parts[1]}/{parts[2]}", parts[3])
+        if parts[0] == "files":
+            return self._file("/".join(parts[1:]), path)
+        if parts[0] == "redirect":
+            return self._redirect(301, f"/files/{'/'.join(parts[1:])}")
+        return self._send(404, b"Not Found")
+
+    def _hub_listing(self, repo: str, rev: str) -> None:
+        """``/api/models/{repo}/revision/{rev}``: the revision's sha and its files (LFS ones with sha256)."""
+        if not self._authorized(repo):
+            return self._send(401, b'{"error":"gated"}')
+        files = self.state.repos.get((repo, rev))
+        if files is None:
+            return self._send(404, b'{"error":"Repository not found"}')
+        siblings = []
+        for p, (data, lfs) in sorted(files.items()):
+            sib = {"rfilename": p, "size": len(data), "blobId": git_blob_sha1(data)}
+            if lfs:
+                sib["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            siblings.append(sib)
+        body = json.dumps({"id": repo, "sha": rev, "siblings": siblings}).encode()
+        return self._send(200, body, ctype="application/json")
+
+    def _resolve(self, repo: str, rev: str, fpath: str, parsed, path: str) -> None:
+        """``/{repo}/resolve/{rev}/{fpath}``: LFS files 302 to the CDN host; gated small files 307 on this host."""
+        if not self._authorized(repo):
+            return self._send(401, b"gated")
+        entry = self.state.repos.get((repo, rev), {}).get(fpath)
+        if entry is None:
+            return self._send(404, b"Entry not found")
+        data, lfs = entry
+        if lfs:
+            digest = hashlib.sha256(data).hexdigest()
+            location = f"{self.server.cdn}/cdn/{repo}/{digest}?X-Amz-Signature=secret&file={fpath}"
+            return self._redirect(302, location)
+        if repo in self.state.gated and "cache=1" not in (parsed.query or ""):
+            return self._redirect(307, f"{parsed.path}?cache=1")  # same host: token must be kept
+        return self._serve(self.state.tamper.get(fpath, data), key=path)
+
+    def _cdn(self, repo: str, digest: str) -> None:
+        """``/cdn/{repo}/{sha256}``: an LFS blob by content; refuses any ``Authorization``."""
+        if self.headers.get("Authorization"):
+            return self._send(400, b"Authorization must not be sent to the CDN")
+        for (r, _rev), files in self.state.repos.items():
+            for fpath, (data, lfs) in files.items():
+                if r == repo and lfs and hashlib.sha256(data).hexdigest() == digest:
+                    return self._serve(self.state.tamper.get(fpath, data), key=f"/cdn/{fpath}")
+        return self._send(404, b"no such blob")
+
+    def _file(self, name: str, path: str) -> None:
+        """``/files/{name}``: a plain URL."""
+        data = self.state.files.get(name)
+        if data is None:
+            return self._send(404, b"Not Found")
+        return self._serve(data, key=path)
+
+    # ------------------------------------------------------------------------------ answers
+    def _authorized(self, repo: str) -> bool:
+        token = self.state.gated.get(repo)
+        return token is None or self.headers.get("Authorization") == f"Bearer {token}"
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, code: int, location: str) -> None:
+        self.send_response(code)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _serve(self, data: bytes, key: str) -> None:
+        """The bytes from the ``Range`` start (``206``) or whole (``200``), cut short by a matching drop."""
+        start = self._range_start(data)
+        if start:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", _etag(data))
+        self.end_headers()
+        drop = self._take_drop(key, start)
+        self._write_body(data, start, drop.at if drop else len(data))
+        if drop:
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+
+    def _range_start(self, data: bytes) -> int:
+        """The ``Range: bytes=N-`` start, 0 when ranges are off or ``If-Range`` names other bytes."""
+        rng = self.headers.get("Range")
+        if not rng or self.state.no_range:
+            return 0
+        start = int(rng.split("=", 1)[1].split("-", 1)[0])
+        return 0 if self.headers.get("If-Range") not in (None, _etag(data)) else start
+
+    def _take_drop(self, key: str, start: int) -> Drop | None:
+        """The first drop for this path still to cut, and beyond ``start``; it counts one use."""
+        with self.state.lock:
+            for k, d in self.state.drops.items():
+                if key.endswith(k) and d.times > 0 and d.at >= start:
+                    d.times -= 1
+                    return d
+        return None
+
+    def _write_body(self, data: bytes, start: int, end: int) -> None:
+        pos = start
+        step = 256 << 10
+        while pos < end:
+            chunk = data[pos:min(end, pos + step)]
+            self.wfile.write(chunk)
+            pos += len(chunk)
+            if self.state.throttle_bps:
+                time.sleep(len(chunk) / self.state.throttle_bps)
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
 class FakeServer:
-    """The server; ``url`` is ``http://127.0.0.1:<port>``, ``cdn_host`` is ``localhost:<port>``."""
+    """The server; ``url`` is ``http://127.0.0.1:<port>``, ``cdn`` is ``http://localhost:<port>``
+    (another host name, the same server)."""
 
     def __init__(self) -> None:
         self.state = FakeState()
-        state = self.state
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):  # noqa: N802
-                with state.lock:
-                    state.requests.append({"path": self.path, "host": self.headers.get("Host"),
-                                           "auth": self.headers.get("Authorization"),
-                                           "range": self.headers.get("Range")})
-                try:
-                    route(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HubHTTPServer(self.state)
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cdn = f"http://localhost:{self.port}"
+        self.cdn = self.httpd.cdn
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
-
-        def route(h: BaseHTTPRequestHandler) -> None:
-            parsed = urlparse(h.path)
-            path = unquote(parsed.path)
-            parts = path.strip("/").split("/")
-            auth = h.headers.get("Authorization")
-            if path.startswith("/api/models/") and len(parts) >= 6 and parts[4] == "revision":
-                repo, rev = f"{parts[2]}/{parts[3]}", parts[5]
-                if not _authorized(repo, auth):
-                    return _send(h, 401, b'{"error":"gated"}')
-                files = state.repos.get((repo, rev))
-                if files is None:
-                    return _send(h, 404, b'{"error":"Repository not found"}')
-                siblings = []
-                for p, (data, lfs) in sorted(files.items()):
-                    sib = {"rfilename": p, "size": len(data), "blobId": git_blob_sha1(data)}
-                    if lfs:
-                        sib["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-                    siblings.append(sib)
-                body = json.dumps({"id": repo, "sha": rev, "siblings": siblings}).encode()
-                return _send(h, 200, body, ctype="application/json")
-            if len(parts) >= 5 and parts[2] == "resolve":
-                repo, rev, fpath = f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
-                if not _authorized(repo, auth):
-                    return _send(h, 401, b"gated")
-                entry = state.repos.get((repo, rev), {}).get(fpath)
-                if entry is None:
-                    return _send(h, 404, b"Entry not found")
-                data, lfs = entry
-                if lfs:
-                    digest = hashlib.sha256(data).hexdigest()
-                    location = f"{self.cdn}/cdn/{repo}/{digest}?X-Amz-Signature=secret&file={fpath}"
-                    return _redirect(h, 302, location)
-                if repo in state.gated and "cache=1" not in (parsed.query or ""):
-                    return _redirect(h, 307, f"{parsed.path}?cache=1")  # same host: token must be kept
-                return _serve(h, state.tamper.get(fpath, data), key=path)
-            if parts[0] == "cdn" and len(parts) >= 4:
-                if auth:
-                    return _send(h, 400, b"Authorization must not be sent to the CDN")
-                repo, digest = f"{parts[1]}/{parts[2]}", parts[3]
-                for (r, _rev), files in state.repos.items():
-                    for fpath, (data, lfs) in files.items():
-                        if r == repo and lfs and hashlib.sha256(data).hexdigest() == digest:
-                            return _serve(h, state.tamper.get(fpath, data), key=f"/cdn/{fpath}")
-                return _send(h, 404, b"no such blob")
-            if parts[0] == "files":
-                data = state.files.get("/".join(parts[1:]))
-                if data is None:
-                    return _send(h, 404, b"Not Found")
-                return _serve(h, data, key=path)
-            if parts[0] == "redirect":
-                return _redirect(h, 301, f"/files/{'/'.join(parts[1:])}")
-            return _send(h, 404, b"Not Found")
-
-        def _authorized(repo: str, auth: str | None) -> bool:
-            token = state.gated.get(repo)
-            return token is None or auth == f"Bearer {token}"
-
-        def _send(h, code: int, body: bytes, ctype: str = "text/plain") -> None:
-            h.send_response(code)
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
-
-        def _redirect(h, code: int, location: str) -> None:
-            h.send_response(code)
-            h.send_header("Location", location)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-
-        def _serve(h, data: bytes, key: str) -> None:
-            start = 0
-            rng = h.headers.get("Range")
-            etag = '"' + hashlib.md5(data).hexdigest() + '"'
-            if rng and not state.no_range:
-                start = int(rng.split("=", 1)[1].split("-", 1)[0])
-                if h.headers.get("If-Range") not in (None, etag):
-                    start = 0
-            if start:
-                h.send_response(206)
-                h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                h.send_response(200)
-            h.send_header("Content-Type", "application/octet-stream")
-            h.send_header("Content-Length", str(len(data) - start))
-            h.send_header("Accept-Ranges", "bytes")
-            h.send_header("ETag", etag)
-            h.end_headers()
-            drop = None
-            with state.lock:
-                for k, d in state.drops.items():
-                    if key.endswith(k) and d.times > 0 and d.at >= start:
-                        d.times -= 1
-                        drop = d
-                        break
-            end = drop.at if drop else len(data)
-            pos = start
-            step = 256 << 10
-            while pos < end:
-                chunk = data[pos:min(end, pos + step)]
-                h.wfile.write(chunk)
-                pos += len(chunk)
-                if state.throttle_bps:
-                    time.sleep(len(chunk) / state.throttle_bps)
-            if drop:
-                h.wfile.flush()
-                h.close_connection = True
-                h.connection.shutdown(2)
 
     def add_repo(self, repo: str, revision: str, files: dict[str, bytes], *, lfs_over: int = 1024,
                  token: str | None = None) -> None:

@@ -114,14 +114,25 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     original = rgb(photo.read_bytes())
     size = (original.shape[1], original.shape[0])
     page = page_for(ui_local)
+    open_photo(page, photo)
+    select_with_clicks_and_a_box(page, size)
+    undo_redo_and_escape(page)
+    erase_compare_and_download(page, ui_local, original)
+    replace_twice_with_the_same_seed(page, ui_local, original)
+    show_older_edits_from_the_history(page)
+    continue_from_the_result(page, size)
+
+
+def open_photo(page, photo: Path) -> None:
     assert "up to 4.3 MB and 16.8 megapixels" in page.inner_text("#limits")
     shot(page, "ui-start.jpg")
-
     drop_file(page, photo.read_bytes(), "coffee.png", "image/png")
     page.wait_for_selector("#view:not([hidden])")
     assert page.inner_text("#image-info") == "coffee.png · 600×400"
 
-    # include, exclude (shift-click and right click), box: the mask follows every click
+
+def select_with_clicks_and_a_box(page, size) -> None:
+    """Include, exclude (shift-click and right click), box: the mask follows every click."""
     click_at(page, 300, 180, size)
     assert page.get_attribute("#score", "data-sent") == "image"
     assert page.is_visible("#overlay") and page.get_attribute("#overlay", "src").startswith("data:image/png")
@@ -133,7 +144,9 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     assert page.locator("#marks .exclude").count() == 2
     assert page.inner_text("#score").startswith("Score ")
 
-    # undo / redo / Escape, from the keyboard; earlier masks come back without a request
+
+def undo_redo_and_escape(page) -> None:
+    """Undo / redo / Escape, from the keyboard; earlier masks come back without a request."""
     before = jobs(page)
     page.keyboard.press("Control+z")
     assert counts(page) == (3, 0)
@@ -149,7 +162,9 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     assert counts(page) == (3, 1)
     shot(page, "ui-select.jpg")
 
-    # erase, compare before/after (slider, press-and-hold, drag on the picture), download
+
+def erase_compare_and_download(page, ui, original: np.ndarray) -> None:
+    """Erase, compare before/after (slider, press-and-hold, drag on the picture), download."""
     run_edit(page, "#erase")
     page.wait_for_selector("#result-panel:not([hidden])")
     assert page.inner_text("#status-text").startswith("Erase done in")
@@ -163,9 +178,11 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     page.mouse.click(box["x"] + 0.7 * box["width"], box["y"] + 0.5 * box["height"])
     assert 68 <= int(page.input_value("#compare")) <= 72
     shot(page, "ui-erase.jpg")
-    assert_edit_kept_outside(download(page), original, history_mask(ui_local))
+    assert_edit_kept_outside(download(page), original, history_mask(ui))
 
-    # replace with a prompt, a fixed seed, 2 steps and strength 0.8; the same seed again: same picture
+
+def replace_twice_with_the_same_seed(page, ui, original: np.ndarray) -> None:
+    """Replace with a prompt, a fixed seed, 2 steps and strength 0.8; the same seed again: same picture."""
     page.click("#back")
     page.fill("#prompt", "a red ceramic cup")
     page.fill("#negative", "blurry")
@@ -179,19 +196,23 @@ def test_select_erase_replace_compare_download_continue(ui_local, page_for):
     assert "strength 0.8" in page.inner_text("#result-info")
     shot(page, "ui-replace.jpg")
     first = download(page)
-    assert_edit_kept_outside(first, original, history_mask(ui_local))
+    assert_edit_kept_outside(first, original, history_mask(ui))
     page.keyboard.press("Escape")  # back to the selection
     run_edit(page, "#replace")
     assert download(page) == first
 
-    # the history lists every edit; an older one can be shown again
+
+def show_older_edits_from_the_history(page) -> None:
+    """The history lists every edit; an older one can be shown again."""
     assert page.locator("#history li").count() == 3
     page.locator("#history li button").last.click()
     assert page.inner_text("#result-info").startswith("Erased")
     page.locator("#history li button").first.click()
     assert page.inner_text("#result-info").startswith("Replaced with “a red ceramic cup” (seed 7")
 
-    # continue editing from the result: it becomes the image; its first click sends it
+
+def continue_from_the_result(page, size) -> None:
+    """Continue editing from the result: it becomes the image; its first click sends it."""
     page.click("#continue")
     assert page.inner_text("#image-info").startswith("coffee-replace.png · 600×400")
     assert page.is_hidden("#result-panel") and counts(page) == (0, 0)
