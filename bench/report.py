@@ -297,18 +297,20 @@ def _estimates(data: dict) -> list[str]:
 
 # ---------------------------------------------------------------------- cost planner
 def footprint_source(results: list[dict]) -> dict | None:
-    """The results file whose footprints the cost table uses: the newest GPU run that served
-    requests, else the newest full-size CPU run that did (its peak RSS as a stand-in). A run
-    without requests (profile ``load``) is never used: its peak is the load's alone."""
-    def served(data: dict) -> bool:
+    """The results file whose footprints the cost table uses: a GPU run that served requests,
+    else a full-size CPU run that did (its peak RSS as a stand-in); of those, the one that served
+    the most models, the newest on a tie (a single-model run such as profile ``click`` does not
+    hide the others). A run without requests (profile ``load``) is never used: its peak is the
+    load's alone."""
+    def served(data: dict) -> int:
         handlers = [((m.get("runs") or {}).get("handler") or {}) for m in data["models"].values()]
-        return any(h.get("memory", {}).get("inference_peak_mib") is not None for h in handlers)
+        return sum(h.get("memory", {}).get("inference_peak_mib") is not None for h in handlers)
 
     for kind in ("cuda", "cpu"):
         found = [r for r in results if r["device"]["kind"] == kind and served(r)
                  and (kind == "cuda" or r.get("model_size") == "full")]
         if found:
-            return max(found, key=lambda r: r["created"])
+            return max(found, key=lambda r: (served(r), r["created"]))
     return None
 
 

@@ -121,9 +121,10 @@ COST_INTRO = ("Monthly cost, single-model endpoints vs one multi-model endpoint 
 COST_MEASURED = {"cuda": "measured on GPU", "cpu": "CPU peak RSS with inference, as a stand-in"}
 COST_SOURCE = {
     "cuda": ("Measured footprints: each handler's CUDA context + reserved peak over load and requests in the "
-             "newest GPU run that served requests ({created}, profile `{profile}`)."),
+             "GPU run that served requests for the most models, the newest of those ({created}, profile `{profile}`)."),
     "cpu": ("No GPU run is in `bench/results/` yet, so the measured rows use a stand-in: each handler's peak "
-            "RSS over load and requests (fp32, CPU) in the newest full-size CPU run that served requests "
+            "RSS over load and requests (fp32, CPU) in the full-size CPU run that served requests for the most "
+            "models, the newest of those "
             "({created}, profile `{profile}`). Runs without requests (profile `load`) are not used: their "
             "peak is the load's alone. CPU RSS is not GPU memory; see \"Running on a GPU\" for the real "
             "figures."),
