@@ -12,7 +12,7 @@
     the model failed (5xx from the handler, after retries where retrying makes sense).
 ``EndpointError``
     the serving side could not be reached or refused the call (SageMaker ValidationError, stack
-    or output missing, local TorchServe not running, retries exhausted, ...).
+    or output missing, local endpoint not running, retries exhausted, ...).
 ``ConfigurationError``
     the client is not configured (no AWS credentials/region, unknown model name, ...).
 """

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "ui", help="click-to-edit web page: select, erase and replace in a browser",
         description="Serve the editing page (select with clicks and boxes, erase with LaMa, replace from a "
-                    "prompt with SD) on HOST:PORT, for the local TorchServe (--local) or a deployed endpoint. "
+                    "prompt with SD) on HOST:PORT, for the local endpoint (--local) or a deployed endpoint. "
                     "Open the printed address in a browser; nothing is opened for you. Ctrl+C stops it.",
         epilog="examples:\n  mme local up --weights tiny && mme ui --local\n"
                f"  mme ui --stack-name {DEFAULT_STACK_NAME} --port 8080",

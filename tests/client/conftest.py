@@ -1,5 +1,6 @@
 """Fixtures of the client/CLI tests: how to run ``mme``, an isolated environment for it, sample
-photos that ship with scikit-image, and one local TorchServe with the tiny models per session."""
+photos that ship with scikit-image, and one local endpoint (TorchServe behind the platform
+emulator) with the tiny models per session."""
 
 from __future__ import annotations
 
