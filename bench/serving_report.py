@@ -157,9 +157,9 @@ def machine() -> dict:
 
     import psutil
 
-    from mme.model_memory import _nvidia_smi
+    from mme.model_memory import nvidia_smi
 
-    gpus = [", ".join(row) for row in _nvidia_smi("--query-gpu=name,memory.total")]
+    gpus = [", ".join(row) for row in nvidia_smi("--query-gpu=name,memory.total")]
     return {"kind": "cuda" if gpus else "cpu", "gpus": gpus, "cpu_count": os.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
             "machine": platform.machine(), "load_average_start": list(os.getloadavg())}

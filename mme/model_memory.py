@@ -20,7 +20,10 @@ _gpu_lock = threading.Lock()
 _gpu_cache: tuple[float, dict[int, int]] = (0.0, {})
 
 
-def _nvidia_smi(*query: str) -> list[list[str]]:
+def nvidia_smi(*query: str) -> list[list[str]]:
+    """Rows of ``nvidia-smi QUERY --format=csv,noheader,nounits``; no rows where there is no
+    NVIDIA GPU (or the tool fails). The local endpoint's memory accounting and the benches'
+    machine description both read GPUs through it."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
@@ -40,7 +43,7 @@ def gpu_memory_by_pid() -> dict[int, int]:
         if time.monotonic() - stamp < _GPU_CACHE_S:
             return cached
         found: dict[int, int] = {}
-        for row in _nvidia_smi("--query-compute-apps=pid,used_memory"):
+        for row in nvidia_smi("--query-compute-apps=pid,used_memory"):
             try:
                 found[int(row[0])] = found.get(int(row[0]), 0) + int(float(row[1])) * 2**20
             except (ValueError, IndexError):
@@ -74,7 +77,7 @@ def default_memory_budget() -> int:
     import psutil
 
     free_gpu = 0
-    for row in _nvidia_smi("--query-gpu=memory.free"):
+    for row in nvidia_smi("--query-gpu=memory.free"):
         try:
             free_gpu += int(float(row[0])) * 2**20
         except (ValueError, IndexError):
