@@ -91,8 +91,8 @@ def test_lama_loads_the_same_generator_and_inpaints_the_same(tmp_path, tiny_weig
 
 # ------------------------------------------------------------------------------------------ SD
 def test_sd_loads_the_same_pipeline_and_generates_the_same(tmp_path, tiny_weights):
-    """fp16 files loaded as fp32 on CPU, as the CPU handler does: network by network with
-    device_map, against the pipeline's from_pretrained (the previous way)."""
+    """fp16 files loaded as fp32 on CPU, as the CPU handler does (network by network, the direct
+    path), against the pipeline's own from_pretrained."""
     from diffusers import StableDiffusionInpaintPipeline
 
     load_handler_class("sd")
@@ -119,6 +119,68 @@ def test_sd_loads_the_same_pipeline_and_generates_the_same(tmp_path, tiny_weight
         return out.images[0]
 
     assert np.array_equal(generate(ours), generate(reference))
+
+
+@pytest.mark.parametrize("sub", ["unet", "text_encoder", "vae"])
+def test_sd_direct_path_loads_each_network_as_from_pretrained(tiny_weights, sub):
+    """Every network of a diffusers folder takes the direct path (built empty, mapped safetensors
+    converted and assigned) and equals the library's from_pretrained, tensor for tensor."""
+    load_handler_class("sd")
+    import sd_pipeline
+
+    weights = str(tiny_weights("sd"))
+    cls = dict(sd_pipeline.NETWORKS)[sub]
+    files = sd_pipeline.network_files(f"{weights}/{sub}", "fp16")
+    ours = sd_pipeline.load_direct(cls, f"{weights}/{sub}", files, torch.device("cpu"), torch.float32)
+    assert ours is not None and not ours.training
+    reference = cls.from_pretrained(weights, subfolder=sub, variant="fp16", dtype=torch.float32, local_files_only=True)
+    assert_same_tensors(ours, reference)
+
+
+def _legacy_vae_keys(weights) -> None:
+    """Rename the VAE's attention weights to the names of checkpoints older than diffusers' Attention."""
+    from safetensors.torch import load_file, save_file
+
+    path = weights / "vae" / "diffusion_pytorch_model.fp16.safetensors"
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    state = load_file(path)
+    for key in [k for k in state if ".attentions.0." in k]:
+        head, _, leaf = key.rpartition(".")
+        name = head.rsplit(".attentions.0.", 1)[1]
+        if name in old:
+            state[key.replace(f".{name}.{leaf}", f".{old[name]}.{leaf}")] = state.pop(key)
+    save_file(state, path)
+
+
+def _bin_unet(weights) -> None:
+    """The UNet's fp16 weights as a pickled ``.bin`` instead of safetensors."""
+    from safetensors.torch import load_file
+
+    path = weights / "unet" / "diffusion_pytorch_model.fp16.safetensors"
+    torch.save(load_file(path), path.with_suffix(".bin"))
+    path.unlink()
+
+
+@pytest.mark.parametrize(("change", "sub"), [(_legacy_vae_keys, "vae"), (_bin_unet, "unet")])
+def test_sd_networks_the_direct_path_does_not_cover_load_through_the_library(tmp_path, tiny_weights, caplog, change, sub):
+    """Legacy key names and .bin weights go through from_pretrained (which renames and unpickles):
+    the same pipeline as from the untouched folder."""
+    import logging
+    import shutil
+
+    load_handler_class("sd")
+    import sd_pipeline
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights("sd"), weights)
+    change(weights)
+    with caplog.at_level(logging.INFO, logger="sd_pipeline"):
+        ours = sd_pipeline.load_pipeline(str(weights), torch.device("cpu"), torch.float32, "fp16")
+    through_library = [r.getMessage() for r in caplog.records if "from_pretrained" in r.getMessage()]
+    assert [m.split(":")[0] for m in through_library] == [sub]
+    reference = sd_pipeline.load_pipeline(str(tiny_weights("sd")), torch.device("cpu"), torch.float32, "fp16")
+    for name in ("unet", "vae", "text_encoder"):
+        assert_same_tensors(getattr(ours, name), getattr(reference, name))
 
 
 def test_sd_refuses_a_folder_of_another_pipeline(tmp_path, tiny_weights):
