@@ -161,6 +161,11 @@ def render_results(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pooled(weights: dict) -> str:
+    """How many cold reads a row's cold read is the median of (none: that run's own read)."""
+    return f" (median of {weights['read_cold_of']})" if weights.get("read_cold_of") else ""
+
+
 def _load_table(data: dict) -> list[str]:
     lines = [text.LOAD_INTRO, "",
              "| model | variant | weight files | MiB | cold read s | load s | load / cold read | warm read s | handler import s |",
@@ -171,7 +176,7 @@ def _load_table(data: dict) -> list[str]:
             continue
         w = run["weights"]
         lines.append(f"| {name} | {variant} | {w['files']} | {_mib(w['bytes'] / (1 << 20))} | "
-                     f"{_f(w['read_cold_s'], '{:.2f}')} | {_f(run['load_s'], '{:.2f}')} | "
+                     f"{_f(w['read_cold_s'], '{:.2f}')}{_pooled(w)} | {_f(run['load_s'], '{:.2f}')} | "
                      f"{_f(run.get('load_to_cold_read_ratio'), '{:.2f}x')} | {_f(w.get('read_warm_s'), '{:.2f}')} | "
                      f"{_f(run['import_s'], '{:.2f}')} |")
     attempts = [(name, variant, run["load_attempts"]) for name, variant, run in _runs(data) if run.get("load_attempts")]

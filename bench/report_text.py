@@ -97,8 +97,12 @@ python3 -m bench.run --device cuda --profile gpu --models sam,lama,sd --out benc
 NO_RESULTS = "No results yet: run `python -m bench.run`.\n"
 
 LOAD_INTRO = "Load (artifact dir -> ready; page cache of the weight files dropped before each):"
-ATTEMPTS_INTRO = ("Each row is the median of its attempts by load / cold read (one worker process each, the "
-                  "variants interleaved); all attempts, load s / cold read s = ratio, load peak / loaded MiB:")
+ATTEMPTS_INTRO = ("Each row is its attempt with the median load time (one worker process each, the variants "
+                  "interleaved); its cold read s is the median of every cold read of the model's weight files "
+                  "in the run (all variants: the same files, read before each attempt), and load / cold read "
+                  "is taken against it, since one read of the same file varies by up to 2x on a shared "
+                  "virtual disk. All attempts, load s / that attempt's own cold read s = ratio, load peak / "
+                  "loaded MiB:")
 LATENCY_INTRO = "Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
 LATENCY_CPU_TIME = ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to "
                     "other load on the machine than wall time)")

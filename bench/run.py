@@ -29,6 +29,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -293,25 +294,36 @@ def run_model(name: str, profile: dict, args, work: Path, threads: int, log=prin
         for spec in specs:
             tag = spec["variant"] if args.repeat <= 1 else f"{spec['variant']}-{round_ + 1}"
             attempts[spec["variant"]].append(run_worker(spec, work, args.timeout, log, tag=tag))
+    cold_reads = [r["weights"]["read_cold_s"] for results in attempts.values() for r in results
+                  if not r.get("error") and (r.get("weights") or {}).get("read_cold_s")]
     for variant, results in attempts.items():
-        entry["runs"][variant] = median_load_run(results)
+        entry["runs"][variant] = median_load_run(results, cold_reads)
     entry["comparisons"], entry["estimates"] = compare(name, entry["runs"])
     return entry
 
 
-def median_load_run(results: list[dict]) -> dict:
-    """The run whose load / cold read is the median of ``results`` (one worker process each), with
-    every attempt's load figures attached (``load_attempts``) when there were several."""
+def median_load_run(results: list[dict], cold_reads: list[float] | None = None) -> dict:
+    """One row for a variant's attempts (one worker process each): the attempt whose load time is
+    the median, its load / cold read taken against the median of ``cold_reads`` (every cold read of
+    the model's weight files in the run, all variants: the same files, read before each attempt;
+    one read is a poor denominator where the disk's speed varies between reads). Every attempt's
+    own figures are attached (``load_attempts``) when there were several."""
     good = [r for r in results if not r.get("error")]
     if len(results) == 1 or not good:
-        return results[0]
-    good.sort(key=lambda r: r.get("load_to_cold_read_ratio") or 0.0)
-    chosen = dict(good[(len(good) - 1) // 2])
-    chosen["load_attempts"] = [
-        {"load_s": r.get("load_s"), "read_cold_s": (r.get("weights") or {}).get("read_cold_s"),
-         "load_to_cold_read_ratio": r.get("load_to_cold_read_ratio"),
-         "loaded_mib": (r.get("memory") or {}).get("loaded_mib"), "load_peak_mib": (r.get("memory") or {}).get("load_peak_mib"),
-         "import_s": r.get("import_s"), "error": r.get("error")} for r in results]
+        chosen = dict(results[0])
+    else:
+        good.sort(key=lambda r: r.get("load_s") or 0.0)
+        chosen = dict(good[(len(good) - 1) // 2])
+        chosen["load_attempts"] = [
+            {"load_s": r.get("load_s"), "read_cold_s": (r.get("weights") or {}).get("read_cold_s"),
+             "load_to_cold_read_ratio": r.get("load_to_cold_read_ratio"),
+             "loaded_mib": (r.get("memory") or {}).get("loaded_mib"),
+             "load_peak_mib": (r.get("memory") or {}).get("load_peak_mib"),
+             "import_s": r.get("import_s"), "error": r.get("error")} for r in results]
+    if cold_reads and len(cold_reads) > 1 and not chosen.get("error") and chosen.get("load_s") is not None:
+        cold = statistics.median(cold_reads)
+        chosen["weights"] = {**chosen["weights"], "read_cold_s": cold, "read_cold_of": len(cold_reads)}
+        chosen["load_to_cold_read_ratio"] = chosen["load_s"] / cold
     return chosen
 
 
@@ -346,8 +358,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only-requests", type=lambda v: {n.strip() for n in v.split(",") if n.strip()},
                    default=None, metavar="NAMES", help="run only these request types (comma-separated names)")
     p.add_argument("--repeat", type=int, default=1,
-                   help="worker processes per variant, interleaved; the run with the median load / cold read "
-                        "is reported, every attempt's load figures with it (default 1)")
+                   help="worker processes per variant, interleaved; the attempt with the median load time is "
+                        "reported against the median cold read of all the model's attempts, every attempt's "
+                        "load figures with it (default 1)")
     p.add_argument("--compare-label", default=None,
                    help="what --compare-sources is (e.g. a commit); shown with the results")
     p.add_argument("--threads", type=int, default=None,

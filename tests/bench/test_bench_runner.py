@@ -53,6 +53,9 @@ def test_results_follow_the_schema(tiny_run):
             for rname, req in run["requests"].items():
                 assert req["n"] == 1 and req["warmup"] == 0 and len(req["samples_ms"]) == 1
                 assert 0 < req["p50_ms"] <= req["p95_ms"] and req["peak_mib"] > 0
+    for model in data["models"].values():  # both variants' rows: the median of the run's two cold reads
+        reads = {(run["weights"]["read_cold_s"], run["weights"]["read_cold_of"]) for run in model["runs"].values()}
+        assert len(reads) == 1 and reads.pop()[1] == 2
     sam = data["models"]["sam"]["runs"]["handler"]["requests"]
     assert {"first_click_128", "cached_click", "cached_click_resend"} <= set(sam)
     steps = sam["cached_click"]["stages_p50_ms"]  # bench.stages: exclusive time per step of the click
@@ -84,6 +87,7 @@ def test_docs_section_between_markers_rest_intact(tiny_run):
     assert "| lama | handler | inpaint_128 | 1 |" in section
     assert "| lama | baseline | inpaint_256_small_mask | 1 |" in section
     assert "load peak / loaded" in section
+    assert section.count(" (median of 2) | ") == 6  # every load row: cold read = median of the model's reads
     assert "sam handler `cached_click`, per step" in section
     assert "| sd | baseline | inpaint_64_pndm_50step | 1 |" in section
     assert "| $1.52 | 100 | 4 | 200 | $218,880 | 50 | $54,720 | 75% |" in section  # the post's example
@@ -130,17 +134,23 @@ def test_versions_compare_load_memory_and_requests():
     assert compare_versions({"before": {"error": "x"}, "handler": run(2.0, 1000.0, 60.0)}) == []
 
 
-def test_repeated_loads_report_the_median_attempt():
+def test_repeated_loads_report_the_median_load_against_the_median_cold_read():
     from bench.run import median_load_run
 
-    def attempt(ratio, error=None):
-        return {"load_s": ratio, "weights": {"read_cold_s": 1.0}, "load_to_cold_read_ratio": ratio,
-                "memory": {"loaded_mib": 10.0, "load_peak_mib": 11.0}, "import_s": 0.1, "error": error}
+    def attempt(load, cold=1.0, error=None):
+        return {"load_s": load, "weights": {"read_cold_s": cold, "files": 1}, "import_s": 0.1, "error": error,
+                "load_to_cold_read_ratio": load / cold if load else None,
+                "memory": {"loaded_mib": 10.0, "load_peak_mib": 11.0 + (load or 0)}}
 
-    chosen = median_load_run([attempt(3.0), attempt(1.0), attempt(2.0), attempt(None, error="boom")])
-    assert chosen["load_to_cold_read_ratio"] == 2.0
+    tries = [attempt(3.0, 1.0), attempt(1.0, 4.0), attempt(2.0, 0.5), attempt(None, error="boom")]
+    chosen = median_load_run(tries, cold_reads=[1.0, 4.0, 0.5, 2.0, 3.0])
+    assert chosen["load_s"] == 2.0 and chosen["memory"]["load_peak_mib"] == 13.0  # the median attempt's own figures
+    assert chosen["weights"] == {"read_cold_s": 2.0, "files": 1, "read_cold_of": 5}
+    assert chosen["load_to_cold_read_ratio"] == 1.0  # not that attempt's own 2.0 / 0.5
     assert [a["load_s"] for a in chosen["load_attempts"]] == [3.0, 1.0, 2.0, None]
-    assert median_load_run([attempt(5.0)]) == attempt(5.0)  # one attempt: as it is
+    assert [a["load_to_cold_read_ratio"] for a in chosen["load_attempts"]] == [3.0, 0.25, 4.0, None]
+    assert median_load_run([attempt(5.0)]) == attempt(5.0)  # one attempt, no other reads: as it is
+    assert median_load_run([attempt(None, error="boom")], cold_reads=[1.0, 2.0])["error"] == "boom"
 
 
 def test_compare_sources_must_hold_the_models(tmp_path):

@@ -3,9 +3,9 @@
 What the handlers do at load, and why:
 
 1. **No random initialisation.** Modules are built with their parameters on the ``meta`` device
-   (:func:`empty`; diffusers and transformers models through their own ``from_pretrained`` with
-   ``low_cpu_mem_usage``/``device_map``, which do the same with accelerate): no memory is
-   allocated and no initialiser runs for weights that the checkpoint replaces anyway.
+   (:func:`empty`; diffusers and transformers models from their configs under accelerate's
+   ``init_empty_weights``, see ``sd_pipeline``): no memory is allocated and no initialiser runs
+   for weights that the checkpoint replaces anyway.
 2. **No copy of the checkpoint in memory.** ``.pth``/``.ckpt`` files are memory-mapped
    (``torch.load(mmap=True, weights_only=True)``): tensors are views of the file's pages;
    ``.safetensors`` files are mapped by the safetensors library.
