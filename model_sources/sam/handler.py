@@ -145,15 +145,12 @@ class SamHandler(ServingHandler):
         arch.update(load_json_overrides(self.model_dir, s.get_str("arch_file", "weights/arch.json")))
         ckpt = resolve_file(self.model_dir, s.get("checkpoint", ["weights/sam_*.pth", "weights/*.pth"]),
                             "SAM checkpoint")
-        # built without random init while the file is read, tensors assigned from the mapped file
-        # once it is in the page cache, moved to the device once (see mme_serving.weights)
-        with weights.ReadAhead([ckpt]) as read_ahead:
-            model = weights.empty(lambda: build_sam(arch))
-            read_ahead.wait()
+        # built without random init, tensors assigned from the mapped file, moved to the device once
+        with weights.ReadAhead([ckpt]):
             state = weights.torch_checkpoint(ckpt)
             if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
                 state = state["model"]
-            self.model = weights.assign(model, state, self.device)
+            self.model = weights.assign(weights.empty(lambda: build_sam(arch)), state, self.device)
             del state
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         with torch.no_grad():  # the prompt encoder's positional grid: the same for every click

@@ -250,31 +250,3 @@ def test_sam_decoder_memo_can_be_turned_off(tmp_path, tiny_weights):
     handler, _ = start_handler("sam", tmp_path, tiny_weights("sam"), decoder_memo="off")
     assert handler.decoder_memo is None
     assert all("forward" not in vars(m) for m in handler.model.modules())  # no instance patched
-
-
-def test_read_ahead_wait_returns_once_every_file_is_read(tmp_path):
-    """``wait()`` blocks until the reader has reached the end of every file (here a pipe whose
-    writer finishes late), and leaving the block leaves no thread behind."""
-    import os
-    import time
-
-    from mme_serving.weights import ReadAhead
-
-    first, pipe = tmp_path / "a.bin", tmp_path / "b.fifo"
-    first.write_bytes(os.urandom(1 << 20))
-    os.mkfifo(pipe)
-    finished = []
-
-    def writer():
-        with open(pipe, "wb") as fh:
-            time.sleep(0.3)
-            fh.write(b"x" * 1000)
-            finished.append(time.monotonic())  # before the close: the reader's end of file comes after
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    with ReadAhead([first, pipe]) as read_ahead:
-        read_ahead.wait()
-        assert finished, "wait() returned before the last file was read to its end"
-    thread.join()
-    assert no_read_ahead_thread()

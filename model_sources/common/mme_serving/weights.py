@@ -12,11 +12,8 @@ What the handlers do at load, and why:
 3. **Assign, do not copy** (``load_state_dict(assign=True, strict=True)``), then **move to the
    device once** (only tensors not already there move).
 4. **Disk reads overlap the work**: a :class:`ReadAhead` thread reads the weight files in order,
-   in large sequential reads, while the main thread builds and converts; page faults on the mapped
-   files then hit the page cache instead of waiting for small synchronous reads. A ``torch.save``
-   zip is unpickled once it is read (:meth:`ReadAhead.wait`): ``torch.load`` reads each tensor's
-   record header, scattered over the file, and those small reads racing ahead of the sequential
-   one made SAM's load about 20 % slower.
+   in large sequential reads, while the main thread unpickles, builds and converts; page faults on
+   the mapped files then hit the page cache instead of waiting for small synchronous reads.
 5. On CPU the mapped pages are **faulted in at load** (:func:`fault_in`), so the first request
    does not pay the disk reads and memory figures after load include the weights.
 
@@ -59,10 +56,6 @@ class ReadAhead:
                         pass
             except OSError:
                 continue
-
-    def wait(self) -> None:
-        """Block until every file has been read into the page cache."""
-        self._thread.join()
 
     def __enter__(self) -> "ReadAhead":
         self._thread.start()
