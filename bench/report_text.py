@@ -98,11 +98,12 @@ NO_RESULTS = "No results yet: run `python -m bench.run`.\n"
 
 LOAD_INTRO = "Load (artifact dir -> ready; page cache of the weight files dropped before each):"
 ATTEMPTS_INTRO = ("Each row is its attempt with the median load time (one worker process each, the variants "
-                  "interleaved); its cold read s is the median of every cold read of the model's weight files "
-                  "in the run (all variants: the same files, read before each attempt), and load / cold read "
-                  "is taken against it, since one read of the same file varies by up to 2x on a shared "
-                  "virtual disk. All attempts, load s / that attempt's own cold read s = ratio, load peak / "
-                  "loaded MiB:")
+                  "interleaved, every other round in reverse order); its cold read s is the median over every "
+                  "attempt of the model in the run (all variants: the same files) of each attempt's cold read, "
+                  "itself the mean of two consecutive cold reads, and load / cold read is taken against it: on a "
+                  "virtual disk consecutive cold reads of the same file can alternate between two speeds (1.5 s "
+                  "and 3.0 s for SAM's 2.4 GB, read after read), so a single read is no measure of the disk. "
+                  "All attempts, load s / that attempt's own cold read s = ratio, load peak / loaded MiB:")
 LATENCY_INTRO = "Latency per request, server side (`handle()` wall time: decode, model, encode), ms unless marked s"
 LATENCY_CPU_TIME = ("; CPU time = the worker's CPU seconds per request over all its threads (less sensitive to "
                     "other load on the machine than wall time)")

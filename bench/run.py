@@ -290,8 +290,10 @@ def run_model(name: str, profile: dict, args, work: Path, threads: int, log=prin
                       "requests": requests, "threads": threads,
                       "settings": {"handler": cfg.get("handler", {})} if implementation == "handler" else {}})
     attempts: dict[str, list] = {spec["variant"]: [] for spec in specs}
-    for round_ in range(max(1, args.repeat)):  # variants interleaved: before, now, before, now...
-        for spec in specs:
+    for round_ in range(max(1, args.repeat)):
+        # variants interleaved, every other round in reverse (before, now, now, before, ...): what
+        # one worker leaves behind (page cache, memory the host takes back) falls on each alike
+        for spec in (specs if round_ % 2 == 0 else specs[::-1]):
             tag = spec["variant"] if args.repeat <= 1 else f"{spec['variant']}-{round_ + 1}"
             attempts[spec["variant"]].append(run_worker(spec, work, args.timeout, log, tag=tag))
     cold_reads = [r["weights"]["read_cold_s"] for results in attempts.values() for r in results
