@@ -9,10 +9,10 @@ pipeline is assembled from the networks. Weights kept in their stored dtype on C
 the mapped file; they are faulted in at load (``mme_serving.weights``).
 
 diffusers' and transformers' own ``from_pretrained`` (with ``device_map``) reach the same models but
-cost three times the file's cold read on CPU when fp16 files load as fp32 (a copy of the mapped
-tensors, then accelerate's per-tensor assignment). They remain the path for whatever the direct
-one does not cover: ``.bin`` weights, checkpoints whose names are not exactly the model's (legacy
-keys that the libraries rename) and models that keep modules in fp32.
+took about twice as long on CPU when fp16 files load as fp32 (a copy of the mapped tensors, then
+accelerate's per-tensor assignment; ``docs/performance.md``). They remain the path for whatever
+the direct one does not cover: ``.bin`` weights, checkpoints whose names are not exactly the
+model's (legacy keys that the libraries rename) and models that keep modules in fp32.
 
 Order matters for memory: while a network loads, its file's mapped pages and its converted
 tensors are both resident, so each network adds about half its final size on top of what is
@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import glob
 import json
-import os
-
 import logging
+import os
 
 import torch
 from accelerate import init_empty_weights
@@ -92,7 +91,8 @@ def load_direct(cls: type, folder: str, files: list[str], device: torch.device,
     """The network in ``folder`` from its safetensors ``files``: built empty, each tensor converted
     onto ``device`` (floating ones to ``dtype``) and assigned. ``None`` when the direct path does not
     apply (see the module docstring): the caller then uses the library's ``from_pretrained``."""
-    if not files or not all(f.endswith(".safetensors") for f in files) or getattr(cls, "_keep_in_fp32_modules", None):
+    if (not files or not all(f.endswith(".safetensors") for f in files)
+            or getattr(cls, "_keep_in_fp32_modules", None)):
         return None
     model = _empty_network(cls, folder)
     keys = []
