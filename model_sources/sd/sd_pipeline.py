@@ -9,7 +9,7 @@ pipeline is assembled from the networks. Weights kept in their stored dtype on C
 the mapped file; they are faulted in at load (``mme_serving.weights``).
 
 diffusers' and transformers' own ``from_pretrained`` (with ``device_map``) reach the same models but
-took about twice as long on CPU when fp16 files load as fp32 (a copy of the mapped tensors, then
+took two to three times as long on CPU when fp16 files load as fp32 (a copy of the mapped tensors, then
 accelerate's per-tensor assignment; ``docs/performance.md``). They remain the path for whatever
 the direct one does not cover: ``.bin`` weights, checkpoints whose names are not exactly the
 model's (legacy keys that the libraries rename) and models that keep modules in fp32.
@@ -28,6 +28,7 @@ import glob
 import json
 import logging
 import os
+from contextlib import ExitStack
 
 import torch
 from accelerate import init_empty_weights
@@ -95,18 +96,15 @@ def load_direct(cls: type, folder: str, files: list[str], device: torch.device,
             or getattr(cls, "_keep_in_fp32_modules", None)):
         return None
     model = _empty_network(cls, folder)
-    keys = []
-    for path in files:
-        with safe_open(path, framework="pt") as fh:
-            keys += fh.keys()
-    if sorted(keys) != sorted(model.state_dict()):
-        return None
-    state = {}
-    for path in files:
-        with safe_open(path, framework="pt") as fh:
-            for key in fh.keys():
-                tensor = fh.get_tensor(key)
-                state[key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None)
+    with ExitStack() as stack:
+        mapped = [(key, fh) for fh in (stack.enter_context(safe_open(path, framework="pt")) for path in files)
+                  for key in fh.keys()]
+        if sorted(key for key, _ in mapped) != sorted(model.state_dict()):
+            return None
+        state = {}
+        for key, fh in mapped:
+            tensor = fh.get_tensor(key)
+            state[key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None)
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()  # buffers that are not in the files (built real) move once
 
