@@ -6,7 +6,10 @@ segment_anything's."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,6 +30,52 @@ def assert_same_tensors(ours: torch.nn.Module, reference: torch.nn.Module) -> No
 
 def no_read_ahead_thread() -> bool:
     return not any(t.name == "weights-read-ahead" for t in threading.enumerate())
+
+
+# ------------------------------------------------------------------------------------------ building
+def test_initialisers_are_skipped_on_meta_tensors_only(monkeypatch):
+    from mme_serving import weights
+
+    calls = []
+    monkeypatch.setattr(torch.nn.init, "normal_", lambda tensor, *a, **k: calls.append(tensor.device.type) or tensor)
+    recorder = torch.nn.init.normal_
+    with weights.meta_initialisers_skipped():
+        torch.nn.init.normal_(torch.empty(3, device="meta"))
+        torch.nn.init.normal_(torch.empty(3))
+        torch.nn.init.constant_(real := torch.zeros(3), 5.0)
+    assert calls == ["cpu"] and torch.equal(real, torch.full((3,), 5.0))
+    assert torch.nn.init.normal_ is recorder  # restored
+
+
+def test_empty_builds_without_running_initialisers(monkeypatch):
+    from mme_serving import weights
+
+    def refuse(tensor, *args, **kwargs):
+        raise AssertionError("an initialiser ran")
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", refuse)
+    monkeypatch.setattr(torch.nn.init, "uniform_", refuse)
+    model = weights.empty(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2)))
+    assert all(p.is_meta for p in model.parameters())
+    with pytest.raises(AssertionError, match="an initialiser ran"):  # outside the build they run
+        torch.nn.Linear(4, 2)
+
+
+def test_imported_objects_are_frozen_once_and_unfrozen_at_exit():
+    common = Path(__file__).resolve().parents[2] / "model_sources" / "common"
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count()))\n"  # runs last (LIFO)
+        "from mme_serving import weights\n"
+        "weights.freeze_imported_objects(); first = gc.get_freeze_count()\n"
+        "later = [[] for _ in range(1000)]\n"
+        "weights.freeze_imported_objects()\n"
+        "print('frozen:', first > 1000, gc.get_freeze_count() == first)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(common)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["frozen: True True", "frozen at exit: 0"]
 
 
 # ------------------------------------------------------------------------------------------ SAM

@@ -38,6 +38,7 @@ from .codec import DEFAULT_MAX_IMAGE_PIXELS, ImageLimits
 from .config import Settings, select_device
 from .errors import INTERNAL_ERROR, OUT_OF_RESOURCES, RequestError, error_body
 from .request import Request
+from . import weights
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class ServingHandler(BaseHandler):
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
+        weights.freeze_imported_objects()
         self.load_model()
         logger.info("%s loaded on %s in %.2fs", type(self).__name__, self.device, time.perf_counter() - started)
         self.initialized = True
