@@ -1,7 +1,7 @@
 """Load the Stable Diffusion 2 inpainting pipeline of the ``sd`` handler: fast and lean.
 
 Each network (UNet, text encoder, VAE) is built on the meta device from its config (accelerate's
-``init_empty_weights``: no random initialisation, buffers real), its safetensors file is mapped
+``init_empty_weights``: no storage for parameters, buffers real; no initialiser run), its safetensors file is mapped
 (``safetensors.safe_open``: tensors are views of the file's pages) and every tensor is converted
 straight onto the device in the final dtype, then assigned (``load_state_dict(assign=True)``):
 one read of the file, one conversion per tensor, into memory that is the loaded model's. Then the
@@ -34,10 +34,11 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, ModelMixin, StableDiffusionInpaintPipeline, UNet2DConditionModel
 from mme_serving import ConfigError
-from mme_serving.weights import ReadAhead, fault_in
+from mme_serving.weights import ReadAhead, fault_in, meta_initialisers_skipped
 from safetensors import safe_open
 from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.initialization import no_init_weights
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,18 @@ def check_layout(weights_dir: str) -> None:
 
 
 def _empty_network(cls: type, folder: str) -> nn.Module:
-    """``cls`` built from the config in ``folder``, parameters on the meta device."""
+    """``cls`` built from the config in ``folder``, parameters on the meta device, no initialiser
+    run on them: a diffusers model's layers call ``torch.nn.init`` (skipped on meta tensors,
+    ``mme_serving.weights``); a transformers model also runs its own ``init_weights`` after
+    building, which transformers' ``no_init_weights`` (what its ``from_pretrained`` uses) turns
+    off. Without it the CLIP text encoder spent 0.2 s of its 0.25 s build drawing normal values
+    into meta tensors."""
     with init_empty_weights():
         if issubclass(cls, ModelMixin):
-            return cls.from_config(cls.load_config(folder))
-        return cls(cls.config_class.from_pretrained(folder))
+            with meta_initialisers_skipped():
+                return cls.from_config(cls.load_config(folder))
+        with no_init_weights():
+            return cls(cls.config_class.from_pretrained(folder))
 
 
 def load_direct(cls: type, folder: str, files: list[str], device: torch.device,
