@@ -3,12 +3,13 @@
 What the handlers do at load, and why:
 
 1. **No random initialisation.** Modules are built with their parameters on the ``meta`` device
-   (:func:`empty`; diffusers and transformers models from their configs under accelerate's
+   and no initialiser run on them (:func:`empty`; diffusers and transformers models from their configs under accelerate's
    ``init_empty_weights``, see ``sd_pipeline``): no memory is allocated and no initialiser runs
    for weights that the checkpoint replaces anyway.
 2. **No copy of the checkpoint in memory.** ``.pth``/``.ckpt`` files are memory-mapped
-   (``torch.load(mmap=True, weights_only=True)``): tensors are views of the file's pages;
-   ``.safetensors`` files are mapped by the safetensors library.
+   (``torch.load(mmap=True)``: SAM's with ``weights_only=True``, :func:`torch_checkpoint`; LaMa's
+   Lightning checkpoints with a restricted unpickler, ``big_lama.read_state_dict``): tensors are views of
+   the file's pages; ``.safetensors`` files are mapped by the safetensors library.
 3. **Assign, do not copy** (``load_state_dict(assign=True, strict=True)``), then **move to the
    device once** (only tensors not already there move).
 4. **Disk reads overlap the work**: a :class:`ReadAhead` thread reads the weight files in order,
@@ -131,12 +132,10 @@ def empty(factory: Callable[[], nn.Module]) -> nn.Module:
         return factory()
 
 
-def torch_checkpoint(path: str, pickle_module=None) -> dict:
-    """A ``torch.save`` checkpoint, memory-mapped. Tensors only (``weights_only``), unless a
-    ``pickle_module`` that resolves other globals safely is given."""
-    if pickle_module is None:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=False, pickle_module=pickle_module)
+def torch_checkpoint(path: str) -> dict:
+    """A ``torch.save`` checkpoint of tensors, memory-mapped, read with torch's weights-only
+    unpickler."""
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
 
 
 def assign(module: nn.Module, state: dict, device: torch.device, strict: bool = True) -> nn.Module:
