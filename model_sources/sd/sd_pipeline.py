@@ -1,12 +1,13 @@
 """Load the Stable Diffusion 2 inpainting pipeline of the ``sd`` handler: fast and lean.
 
 Each network (UNet, text encoder, VAE) is built on the meta device from its config (accelerate's
-``init_empty_weights``: no storage for parameters, buffers real; no initialiser run), its safetensors file is mapped
-(``safetensors.safe_open``: tensors are views of the file's pages) and every tensor is converted
-straight onto the device in the final dtype, then assigned (``load_state_dict(assign=True)``):
-one read of the file, one conversion per tensor, into memory that is the loaded model's. Then the
-pipeline is assembled from the networks. Weights kept in their stored dtype on CPU stay views of
-the mapped file; they are faulted in at load (``mme_serving.weights``).
+``init_empty_weights``: no storage for parameters, buffers real; no initialiser run), its
+safetensors file is mapped (``safetensors.safe_open``: tensors are views of the file's pages) and
+every tensor is converted straight onto the device in the final dtype, then assigned
+(``load_state_dict(assign=True)``): one read of the file, one conversion per tensor, into memory
+that is the loaded model's. Then the pipeline is assembled from the networks. Weights kept in
+their stored dtype on CPU stay views of the mapped file; they are faulted in at load
+(``mme_serving.weights``).
 
 diffusers' and transformers' own ``from_pretrained`` (with ``device_map``) reach the same models but
 took two to three times as long on CPU when fp16 files load as fp32 (a copy of the mapped tensors, then

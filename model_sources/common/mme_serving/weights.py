@@ -3,13 +3,15 @@
 What the handlers do at load, and why:
 
 1. **No random initialisation.** Modules are built with their parameters on the ``meta`` device
-   and no initialiser run on them (:func:`empty`; diffusers and transformers models from their configs under accelerate's
-   ``init_empty_weights``, see ``sd_pipeline``): no memory is allocated and no initialiser runs
-   for weights that the checkpoint replaces anyway.
+   (:func:`empty`; diffusers and transformers models from their configs under accelerate's
+   ``init_empty_weights``, see ``sd_pipeline``) with the initialisers turned off
+   (:func:`meta_initialisers_skipped`): no memory is allocated and no initialiser runs for
+   weights that the checkpoint replaces anyway.
 2. **No copy of the checkpoint in memory.** ``.pth``/``.ckpt`` files are memory-mapped
-   (``torch.load(mmap=True)``: SAM's with ``weights_only=True``, :func:`torch_checkpoint`; LaMa's
-   Lightning checkpoints with a restricted unpickler, ``big_lama.read_state_dict``): tensors are views of
-   the file's pages; ``.safetensors`` files are mapped by the safetensors library.
+   (``torch.load(mmap=True)``: SAM's with ``weights_only=True``, :func:`torch_checkpoint`;
+   LaMa's Lightning checkpoints with a restricted unpickler, ``big_lama.read_state_dict``):
+   tensors are views of the file's pages; ``.safetensors`` files are mapped by the safetensors
+   library.
 3. **Assign, do not copy** (``load_state_dict(assign=True, strict=True)``), then **move to the
    device once** (only tensors not already there move).
 4. **Disk reads overlap the work**: a :class:`ReadAhead` thread reads the weight files in order,
@@ -17,7 +19,6 @@ What the handlers do at load, and why:
    the mapped files then hit the page cache instead of waiting for small synchronous reads.
 5. On CPU the mapped pages are **faulted in at load** (:func:`fault_in`), so the first request
    does not pay the disk reads and memory figures after load include the weights.
-
 6. **The collector leaves the imports alone.** Before the first load in a process, the objects
    alive then (the imported libraries: about 500,000 for SD's diffusers + transformers) are moved
    to the garbage collector's permanent generation (:func:`freeze_imported_objects`, Python's
