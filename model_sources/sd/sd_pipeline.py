@@ -86,8 +86,8 @@ def _empty_network(cls: type, folder: str) -> nn.Module:
     run on them: a diffusers model's layers call ``torch.nn.init`` (skipped on meta tensors,
     ``mme_serving.weights``); a transformers model also runs its own ``init_weights`` after
     building, which transformers' ``no_init_weights`` (what its ``from_pretrained`` uses) turns
-    off. Without it the CLIP text encoder spent 0.2 s of its 0.25 s build drawing normal values
-    into meta tensors."""
+    off. Without it the CLIP text encoder spent most of its 0.15-0.2 s build drawing normal
+    values into meta tensors."""
     with init_empty_weights():
         if issubclass(cls, ModelMixin):
             with meta_initialisers_skipped():
