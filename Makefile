@@ -26,7 +26,12 @@ CONTEXT ?=
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 export MME_CHROMIUM := $(CHROMIUM)
 
-.PHONY: all synth test checkov deploy diff destroy setup setup-dev browser clean
+# The serving image: `make image` builds container/ into $(IMAGE) with docker (where its engine
+# answers) or podman (installed from Debian's packages when neither is there).
+IMAGE ?= localhost/mme-serving:dev
+export MME_IMAGE := $(IMAGE)
+
+.PHONY: all synth test test-image checkov deploy diff destroy setup setup-dev browser container-engine image lock clean
 
 all: synth
 
@@ -71,12 +76,35 @@ browser:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	fi
 
+# Debian's podman and runc (and mmdebstrap, which makes the base image where its registry cannot be
+# reached) when no container engine is usable: as root, or with password-less sudo.
+container-engine:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then exit 0; fi; \
+	if command -v podman >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "no container engine: install podman (sudo apt-get install podman runc mmdebstrap) or start Docker, then run make again" >&2; exit 1; fi; \
+	echo "installing Debian's podman, runc and mmdebstrap for the serving image"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends podman runc mmdebstrap uidmap >/dev/null
+
+# Build the serving image (checks the locks first; one line says why when it fails).
+image: setup-dev container-engine
+	$(BIN)/mme image build --tag $(IMAGE)
+
+# Resolve container/requirements*.lock again (uv, for the image's Python and platform; needs PyPI).
+lock: setup-dev
+	$(BIN)/mme image lock
+
 synth: setup
 	$(CDK) synth $(CDK_FLAGS) --quiet $(CONTEXT)
 	@echo "CloudFormation templates:"; ls -1 $(CURDIR)/cdk.out/*.template.json
 
 test: setup-dev browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not image" $(PYTEST_ARGS)
+
+# The serving image started as SageMaker starts it (tests/image), after building it (make image).
+test-image: image
+	$(BIN)/python -m pytest -m image tests/image $(PYTEST_ARGS)
 
 # checkov over what make synth wrote, with the reviewed skips of .checkov.yaml (make test runs it too).
 checkov: synth $(CHECKOV_VENV)/.deps

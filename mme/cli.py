@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "mme.commands.package",  # mme package: build a model archive
     "mme.commands.edit",  # mme select / erase / replace
     "mme.commands.local",  # mme local up|down|status
+    "mme.commands.image",  # mme image build|check|lock: the serving image on this machine
     "mme.commands.cost",  # mme cost: single-model vs multi-model endpoint monthly cost
     "mme.ui.command",  # mme ui: the click-to-edit web page
 )

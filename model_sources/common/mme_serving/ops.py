@@ -22,7 +22,7 @@ def dilate(mask: np.ndarray, kernel_size: int) -> np.ndarray:
     ``cv2.dilate`` computes the same but is not in the test environment)."""
     if kernel_size <= 1:
         return mask
-    from scipy import ndimage  # the DLC ships scipy; imported on first use (0.3 s off the handlers' import)
+    from scipy import ndimage  # imported on first use (0.3 s off the handlers' import)
 
     left = (kernel_size - 1) // 2
     origin = left - kernel_size // 2  # scipy centres even windows one pixel to the left of ours
