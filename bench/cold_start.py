@@ -18,8 +18,8 @@ S3 is moto's server on 127.0.0.1 (the bucket lives in this process). For each mo
   project's, so only the archive differs), then ``tar czf`` of that folder (gzip's default level 6),
   uploaded with boto3.
 
-Then the platform emulator (:mod:`mme.endpoint_emulator`, the same code ``mme local`` runs) in
-front of TorchServe started with the serving container's settings (:mod:`mme.sagemaker_container`)
+Then the platform emulator (:mod:`mme.local.emulator`, the same code ``mme local`` runs) in
+front of TorchServe started with the serving container's settings (:mod:`mme.local.sagemaker_container`)
 gets the first ``InvokeEndpoint`` for the ``TargetModel`` and the stages are timed: **download**
 (one S3 GetObject streamed to disk), **unpack** (tar.gz into the model folder),
 **register** (the Load Model call up to a live worker: TorchServe's bookkeeping and the worker
@@ -173,7 +173,7 @@ def worker_times(container, model_name: str, offsets: dict[str, int]) -> dict:
 
 def measure_once(emulator, container, target: str, body: bytes) -> dict:
     """One cold start of ``target``: the stages (s), then unload."""
-    from mme.endpoint_emulator import opaque_model_name
+    from mme.local.emulator import opaque_model_name
 
     offsets = _log_offsets(container)
     started = time.perf_counter()
@@ -213,7 +213,7 @@ def prime(container, s3, target: str, work: Path) -> None:
     """Load and unload ``target`` once, unmeasured: the container's first worker also reads
     Python's, torch's and the handler's libraries from disk, which would count against whichever
     way is measured first (an endpoint instance has served other models before)."""
-    from mme.endpoint_emulator import unpack
+    from mme.local.emulator import unpack
 
     folder = work / "prime"
     shutil.rmtree(folder, ignore_errors=True)
@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import serving_report
     from bench.run import DEFAULT_CACHE, ensure_weights
-    from mme.endpoint_emulator import EndpointEmulator
+    from mme.local.emulator import EndpointEmulator
     from mme.model_data import S3ModelData
-    from mme.sagemaker_container import SageMakerContainer
+    from mme.local.sagemaker_container import SageMakerContainer
 
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="sam,lama,sd", help="comma-separated subset of sam,lama,sd")

@@ -8,7 +8,7 @@ Examples::
     # one run, shorter
     python -m bench.load --runs steady:32 --duration 30 --out /tmp/load.json
 
-What one run does: the local endpoint (``mme.local_mode.up``: TorchServe with the serving
+What one run does: the local endpoint (``mme.local.mode.up``: TorchServe with the serving
 container's settings behind the platform emulator) serves the tiny models (or ``--weights DIR``);
 each model is loaded and warmed first; then ``N`` client threads send requests back to back for
 ``--duration`` seconds through :class:`mme.client.LocalBackend` (one kept-alive connection each, no
@@ -194,7 +194,7 @@ def summarize(records: list, samples: list, wall: float, targets: dict[str, str]
 # ---------------------------------------------------------------------- scenarios
 def start_endpoint(state: Path, weights: str, budget_mib: int | None, log) -> "object":
     """``mme local up`` into ``state``; a LocalBackend on it."""
-    from mme import local_mode
+    from mme.local import mode as local_mode
     from mme.client import LocalBackend
 
     local_mode.up(weights, MODELS, memory_budget_mib=budget_mib, state_override=state, report=log)
@@ -203,7 +203,7 @@ def start_endpoint(state: Path, weights: str, budget_mib: int | None, log) -> "o
 
 def run_scenario(kind: str, clients: int, args, bodies, mix, sizes: dict, log) -> dict:
     """One ``steady`` or ``evict`` run on a fresh local endpoint."""
-    from mme import local_mode
+    from mme.local import mode as local_mode
 
     budget_mib = args.memory_budget_mib
     if kind == "evict":

@@ -148,7 +148,7 @@ or `python -m bench.report` from `bench/results/cold-start-*.json` and `bench/re
 edit `bench/serving_report.py` (tables) or `bench/report_text.py` (text), not this section.
 Both run TorchServe with the serving container's settings (the SageMaker toolkit's
 `mme-ts.properties` + `container/config.properties`) behind the platform emulator that
-`mme local` runs (`mme/endpoint_emulator.py`); they need Java 17 and the
+`mme local` runs (`mme/local/emulator.py`); they need Java 17 and the
 dev environment (`make setup-dev`), and run unchanged on a GPU machine.
 
 ### Cold start: archive in S3 -> first response

@@ -2,11 +2,11 @@
 SageMaker multi-model endpoint serves them).
 
 ``mme local up`` packages the models, starts the serving container's TorchServe and the local
-endpoint in the background and records where (:mod:`mme.local_mode`);
+endpoint in the background and records where (:mod:`mme.local.mode`);
 :meth:`LocalBackend.from_state` attaches to them. A request goes to the endpoint as an
 ``InvokeEndpoint`` with the model's ``TargetModel`` (``sam-<digest>.tar.gz``, the name the stack
 outputs); the endpoint loads the model on first use, unloads the least recently used ones when
-memory runs short (:mod:`mme.endpoint_emulator`) and passes the container's answer back.
+memory runs short (:mod:`mme.local.emulator`) and passes the container's answer back.
 The endpoint's token is read from the state dir (``endpoint_token``, readable by its owner only).
 While the container answers 503 (queue full), the request is sent again with backoff for up to
 ``busy_timeout`` seconds. With ``on_event``, a request for a model that is not loaded says so first
@@ -23,12 +23,11 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from mme.local.protocol import PLATFORM_ERROR_HEADER, TARGET_MODEL_HEADER
+
 from .errors import ConfigurationError, EndpointError, model_error
 
 EventCallback = Callable[[str], None]
-TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
-#: Header the local endpoint sets on its own (platform) errors, as opposed to a model's answer.
-PLATFORM_ERROR_HEADER = "X-Mme-Platform-Error"
 
 
 class LocalBackend:
@@ -60,12 +59,12 @@ class LocalBackend:
     @classmethod
     def from_state(cls, state_dir: str | Path | None = None, **kwargs) -> "LocalBackend":
         """Attach to the endpoint that ``mme local up`` started (state in ``state_dir``, default
-        :func:`mme.local_mode.state_dir`)."""
-        from mme import local_mode
+        :func:`mme.local.state.state_dir`)."""
+        from mme.local import mode
 
         try:
-            found = local_mode.running_endpoint(state_dir)
-        except local_mode.LocalModeError as exc:
+            found = mode.running_endpoint(state_dir)
+        except mode.LocalModeError as exc:
             raise EndpointError(str(exc)) from None
         return cls(found["url"], found["token"], found["target_models"], **kwargs)
 

@@ -42,7 +42,7 @@ class UsageError(CommandError):
 def exit_status(exc: BaseException) -> int | None:
     """The documented exit status of an expected failure, ``None`` for an unexpected one (a bug)."""
     from mme.client.errors import InputError, MmeError, ModelInputError
-    from mme.local_mode import LocalModeError
+    from mme.local.state import LocalModeError
 
     if isinstance(exc, CommandError):
         return exc.code

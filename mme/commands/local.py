@@ -1,10 +1,12 @@
 """``mme local up|down|status``: serve the models on this machine the way the multi-model
-endpoint serves them (the work is :mod:`mme.local_mode`; this module is its command line)."""
+endpoint serves them (the work is :mod:`mme.local.mode`; this module is its command line)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from mme.serving_image.layout import DEV_IMAGE
 
 from .arg_types import positive_int
 from .errors import EXIT_OK, EXIT_RUNTIME, UsageError
@@ -37,6 +39,10 @@ def _add_up(actions) -> None:
                    help="'tiny' (random-weight tiny models built here, default) or a folder with one subfolder "
                         "per model (sam/, lama/, sd/) holding its weight files")
     p.add_argument("--models", metavar="LIST", help="comma-separated models to serve (default: the enabled ones)")
+    p.add_argument("--image", metavar="IMAGE", nargs="?", const=DEV_IMAGE,
+                   help="serve with the serving image run by podman or docker, as SageMaker runs it, instead of "
+                        f"this virtual environment's TorchServe (default image {DEV_IMAGE}: `make image` "
+                        "builds it); GPUs are passed through where nvidia-smi lists one")
     p.add_argument("--memory-budget-mib", metavar="MIB", type=positive_int,
                    help="memory the loaded models may hold together (their workers' resident memory plus "
                         "GPU memory); when the next model does not fit, the least recently used ones are "
@@ -65,11 +71,12 @@ def _add_status(actions) -> None:
 
 def cmd_local_up(args) -> int:
     """``mme local up``."""
-    from mme import local_mode
+    from mme.local import mode as local_mode
+    from mme.local import packaging
 
     spinner = StepSpinner(verbose=args.verbose)
     try:
-        models = local_mode.parse_models(args.models)
+        models = packaging.parse_models(args.models)
     except local_mode.LocalModeError as exc:
         raise UsageError(f"--models: {exc}") from None
     if args.weights != "tiny" and not Path(args.weights).expanduser().is_dir():
@@ -77,7 +84,7 @@ def cmd_local_up(args) -> int:
                          f"({', '.join(m + '/' for m in models)})")
     with spinner.step("mme local up"):
         state, already = local_mode.up(args.weights, models, memory_budget_mib=args.memory_budget_mib,
-                                       state_override=args.state_dir, report=spinner.note)
+                                       image=args.image, state_override=args.state_dir, report=spinner.note)
     if already:
         print("the local endpoint is already running")
     _print_status(local_mode.status(state_override=args.state_dir))
@@ -86,7 +93,7 @@ def cmd_local_up(args) -> int:
 
 def cmd_local_down(args) -> int:
     """``mme local down``."""
-    from mme import local_mode
+    from mme.local import mode as local_mode
 
     was_running = local_mode.down(state_override=args.state_dir)
     print("stopped the local endpoint" if was_running else "the local endpoint is not running")
@@ -95,7 +102,7 @@ def cmd_local_down(args) -> int:
 
 def cmd_local_status(args) -> int:
     """``mme local status``."""
-    from mme import local_mode
+    from mme.local import mode as local_mode
 
     info = local_mode.status(state_override=args.state_dir)
     if args.json:
@@ -114,7 +121,9 @@ def _print_status(info: dict) -> None:
         print(f"not running (state dir {info['state_dir']})"
               + ("; a previous server is gone, `mme local up` cleans up" if info.get("stale") else ""))
         return
-    print(f"running: local endpoint at {info['endpoint_url']} (TorchServe {info['inference_url']}, "
+    container = info.get("container") or {}
+    serving = f"image {container['image']}" if container.get("kind") == "image" else "TorchServe"
+    print(f"running: local endpoint at {info['endpoint_url']} ({serving} {info['inference_url']}, "
           f"management {info['management_url']}, process group {info['process_group']})")
     print(f"memory: {_mib(info.get('used_bytes'))} of {_mib(info['memory_budget_bytes'])} in use; "
           f"weights: {info['weights']}; state dir {info['state_dir']}; logs {info['log_dir']}")

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -30,79 +29,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from mme.local.processes import ProcessGroupError, alive, free_port, group_alive, stop_process_group
+
 STATE_FILE = "local_server.json"
 
 
 class LocalServerError(RuntimeError):
     """TorchServe failed to start/stop or a management call failed (message includes the reason)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _group_members(pgid: int) -> list[int] | None:
-    """Live (non-zombie) pids of a process group from /proc; None where /proc is unavailable."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a non-zombie process of the group exists (zombies wait for their parent to reap them)."""
-    members = _group_members(pgid)
-    if members is not None:
-        return bool(members)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_process_group(pgid: int, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL, to every process of group ``pgid`` until none is left; raises
-    :class:`LocalServerError` when some survive."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(pgid):
-            return
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + grace
-        while time.monotonic() < end and _group_alive(pgid):
-            time.sleep(0.1)
-    if _group_alive(pgid):
-        raise LocalServerError(f"processes of process group {pgid} are still alive")
 
 
 class LocalServer:
@@ -127,6 +60,8 @@ class LocalServer:
         self.pgid: int | None = None
         self.ports: dict[str, int] = {}
         self._keys: tuple[int, dict] | None = None  # (key_file.json mtime_ns, keys)
+        #: TorchServe's token authorization is on (``key_file.json`` holds the keys every call sends)
+        self.uses_tokens = True
         self._renew_lock = threading.Lock()
 
     # ------------------------------------------------------------------ paths / urls
@@ -144,6 +79,11 @@ class LocalServer:
     def log_dir(self) -> Path:
         """TorchServe's logs (ts_log.log, model_log.log, ...)."""
         return self.workdir / "logs"
+
+    @property
+    def key_file(self) -> Path:
+        """``key_file.json``, which TorchServe writes into its working directory."""
+        return self.workdir / "key_file.json"
 
     @property
     def inference_url(self) -> str:
@@ -167,7 +107,7 @@ class LocalServer:
             return self
         for d in (self.workdir, self.model_store, self.tmp_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "key_file.json").unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)
         self._keys = None
         self.ports = {name: free_port(self.host) for name in
                       ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
@@ -226,7 +166,7 @@ class LocalServer:
                 raise LocalServerError(f"torchserve exited with code {self.process.returncode}; "
                                        f"see {self.log_dir / 'torchserve.out'}: {self._log_tail()}")
             try:
-                if (self.workdir / "key_file.json").exists():  # written before the APIs listen
+                if not self.uses_tokens or self.key_file.exists():  # written before the APIs listen
                     status, _, _ = self.call("inference", "GET", "/ping", timeout=2)
                     if status == 200:
                         return
@@ -261,7 +201,7 @@ class LocalServer:
 
     def is_running(self) -> bool:
         """True while any process of this server's session is alive."""
-        return self.pgid is not None and _group_alive(self.pgid)
+        return self.pgid is not None and group_alive(self.pgid)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop TorchServe (SIGTERM to the Java frontend, which stops its workers), then make sure no
@@ -269,7 +209,7 @@ class LocalServer:
         if self.pgid is None:
             return
         java = self._java_pid()
-        if java is not None and _alive(java):
+        if java is not None and alive(java):
             try:
                 os.kill(java, signal.SIGTERM)
             except ProcessLookupError:
@@ -279,7 +219,10 @@ class LocalServer:
             time.sleep(0.1)
         if self.process is not None:
             self.process.poll()  # reap the launcher if it is our child
-        stop_process_group(self.pgid)
+        try:
+            stop_process_group(self.pgid)
+        except ProcessGroupError as exc:
+            raise LocalServerError(str(exc)) from None
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
         self.process = None
         self.pgid = None
@@ -289,7 +232,7 @@ class LocalServer:
     def _session_alive(self) -> bool:
         if self.process is not None and self.process.poll() is None:
             return True
-        return self.pgid is not None and _group_alive(self.pgid)
+        return self.pgid is not None and group_alive(self.pgid)
 
     def __enter__(self) -> "LocalServer":
         return self.start()
@@ -301,7 +244,7 @@ class LocalServer:
     def keys(self) -> dict:
         """The current API keys from ``key_file.json``: ``{"management": ..., "inference": ...}``
         (read again whenever the file changes)."""
-        path = self.workdir / "key_file.json"
+        path = self.key_file
         stamp = path.stat().st_mtime_ns
         cached = self._keys
         if cached is None or cached[0] != stamp:
@@ -318,7 +261,7 @@ class LocalServer:
         if api not in ("inference", "management"):
             raise ValueError(f"api must be 'inference' or 'management', got {api!r}")
         try:
-            api_key = json.loads((self.workdir / "key_file.json").read_text())["API"]["key"]
+            api_key = json.loads(self.key_file.read_text())["API"]["key"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LocalServerError(f"cannot read the TorchServe API key from {self.workdir}: {exc}") from None
         query = urllib.parse.urlencode({"type": api})
@@ -354,6 +297,8 @@ class LocalServer:
         sent = dict(headers or {})
         if content_type:
             sent["Content-Type"] = content_type
+        if not self.uses_tokens:
+            return self._http(method, base + path, body, sent, timeout)
         for attempt in (1, 2):
             key = self.keys()[api]
             sent["Authorization"] = f"Bearer {key}"

@@ -1,11 +1,12 @@
 """The serving container's TorchServe settings, composed the way the endpoint composes them.
 
-On the endpoint, the SageMaker PyTorch inference toolkit of the DLC starts TorchServe (see
-``container/Dockerfile`` and ``container/config.properties``). The properties file it writes is:
+On the endpoint, the SageMaker PyTorch inference toolkit's ``serve`` starts TorchServe in the
+serving image (see ``container/Dockerfile`` and ``container/config.properties``). The properties
+file it writes is:
 
 1. the toolkit's own ``sagemaker_pytorch_serving_container/etc/mme-ts.properties``
    (``SAGEMAKER_MULTI_MODEL=true``), read here from the installed ``sagemaker-pytorch-inference``
-   distribution pinned to the DLC's version (never retyped);
+   distribution pinned to the image's version (never retyped);
 2. a newline and ``container/config.properties`` (the Dockerfile appends them to the toolkit's
    file; the toolkit's file has no final newline, so without it the last key would swallow the
    next line);
@@ -24,15 +25,18 @@ import importlib.metadata
 import re
 from pathlib import Path
 
-from mme import paths
+from mme.serving_image import layout, lockfile
 
 TOOLKIT_DISTRIBUTION = "sagemaker-pytorch-inference"
-#: The toolkit version in the DLC the image builds on (pytorch-inference:2.6.0).
-TOOLKIT_VERSION = "2.0.25"
 TOOLKIT_ETC = "sagemaker_pytorch_serving_container/etc"
 #: The toolkit's handler service; it sets SAGEMAKER_HANDLER to it for multi-model endpoints.
 TOOLKIT_HANDLER_SERVICE = "sagemaker_pytorch_serving_container.handler_service"
-CONTAINER_DIR = paths.REPO_ROOT / "container"
+CONTAINER_DIR = layout.CONTAINER_DIR
+
+
+def toolkit_version() -> str:
+    """The toolkit version the serving image installs (``container/requirements-server.txt``)."""
+    return lockfile.read_pins(layout.SERVER_REQUIREMENTS)[TOOLKIT_DISTRIBUTION].version
 
 
 class ContainerConfigError(RuntimeError):
@@ -41,14 +45,15 @@ class ContainerConfigError(RuntimeError):
 
 def toolkit_file(name: str) -> Path:
     """Path of ``etc/<name>`` in the installed toolkit distribution (checked: the pinned version)."""
+    wanted_version = toolkit_version()
     try:
         dist = importlib.metadata.distribution(TOOLKIT_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise ContainerConfigError(f"{TOOLKIT_DISTRIBUTION}=={TOOLKIT_VERSION} is not installed "
+        raise ContainerConfigError(f"{TOOLKIT_DISTRIBUTION}=={wanted_version} is not installed "
                                    "(it holds the endpoint's TorchServe settings): run `make setup-dev`") from None
-    if dist.version != TOOLKIT_VERSION:
-        raise ContainerConfigError(f"{TOOLKIT_DISTRIBUTION} {dist.version} is installed; the serving image's DLC has "
-                                   f"{TOOLKIT_VERSION}: run `make setup-dev`")
+    if dist.version != wanted_version:
+        raise ContainerConfigError(f"{TOOLKIT_DISTRIBUTION} {dist.version} is installed; the serving image has "
+                                   f"{wanted_version}: run `make setup-dev`")
     wanted = f"{TOOLKIT_ETC}/{name}"
     for entry in dist.files or ():
         if str(entry).replace("\\", "/") == wanted:

@@ -1,6 +1,7 @@
 """The local endpoint of ``mme local``: ``InvokeEndpoint`` over HTTP on 127.0.0.1, answered by the
-platform emulator (:mod:`mme.endpoint_emulator`) in front of the serving container
-(:mod:`mme.sagemaker_container`).
+platform emulator (:mod:`mme.local.emulator`) in front of the serving container (the virtual
+environment's TorchServe, :mod:`mme.local.sagemaker_container`, or the serving image,
+:mod:`mme.local.image_container`).
 
 HTTP API (every call but ``/ping`` needs ``Authorization: Bearer <token>``; the token is in the
 state dir's ``endpoint_token``, readable only by its owner):
@@ -13,7 +14,7 @@ state dir's ``endpoint_token``, readable only by its owner):
 - ``DELETE /models/<TargetModel>``: unload a model now;
 - ``GET /ping``: 200 while serving.
 
-``mme local up`` runs it as ``python -m mme.local_endpoint --state-dir DIR ...`` in its own
+``mme local up`` runs it as ``python -m mme.local.endpoint --state-dir DIR ...`` in its own
 process session; it writes ``endpoint.json`` (URL and pid) into the state dir once it listens.
 """
 
@@ -29,13 +30,13 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from mme.client.local import PLATFORM_ERROR_HEADER, TARGET_MODEL_HEADER
-from mme.endpoint_emulator import EndpointEmulator, PlatformError
+from mme.local.emulator import EndpointEmulator, PlatformError
+from mme.local.protocol import PLATFORM_ERROR_HEADER, TARGET_MODEL_HEADER
+from mme.local.state import TOKEN_FILE
 
 #: Largest request body accepted (the container's max_request_size is 20 MiB).
 MAX_BODY_BYTES = 24 * 2**20
 READY_FILE = "endpoint.json"
-TOKEN_FILE = "endpoint_token"
 
 
 class EndpointServer(ThreadingHTTPServer):
@@ -157,16 +158,16 @@ def serve(emulator: EndpointEmulator, token: str, ready_file: Path | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mme.local_endpoint``: run the local endpoint of a ``mme local`` state dir."""
+    """``python -m mme.local.endpoint``: run the local endpoint of a ``mme local`` state dir."""
+    from mme.local.state import attach_container, read_state
     from mme.model_data import FolderModelData
-    from mme.sagemaker_container import SageMakerContainer
 
-    parser = argparse.ArgumentParser(prog="python -m mme.local_endpoint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mme.local.endpoint", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--memory-budget-bytes", type=int, required=True)
     args = parser.parse_args(argv)
     state = args.state_dir.resolve()
-    container = SageMakerContainer.attach(state / "server")
+    container = attach_container(read_state(state))
     token = (state / TOKEN_FILE).read_text().strip()
 
     def event(message: str) -> None:

@@ -7,7 +7,7 @@ For every ``InvokeEndpoint`` with a ``TargetModel``, :class:`EndpointEmulator`:
   ``TargetModel``: a local folder or an S3 prefix), is unpacked into
   ``<models dir>/<model_name>/model`` (``model_name`` is an opaque id derived from the
   ``TargetModel``, as SageMaker's is) and registered through the container's Load Model API
-  (:class:`mme.sagemaker_container.SageMakerContainer`);
+  (:class:`mme.local.container_api.ContainerApi`);
 - keeps the loaded models within a memory budget: a model's size is what its TorchServe workers
   hold (resident memory plus their GPU memory, measured after the load). Before a load the least
   recently used models are unloaded until the new one should fit (its last measured size, or the
@@ -141,7 +141,7 @@ class ModelSlot:
 class EndpointEmulator:
     """The platform side of a multi-model endpoint instance (see the module docstring).
 
-    ``container``: a started :class:`~mme.sagemaker_container.SageMakerContainer`; ``source``: a
+    ``container``: a started :class:`~mme.local.container_api.ContainerApi`; ``source``: a
     :mod:`mme.model_data` source (the ``ModelDataUrl``); ``models_dir``: where archives are unpacked;
     ``memory_budget_bytes``: what the loaded models may hold together. Thread-safe: one instance
     serves concurrent requests.
