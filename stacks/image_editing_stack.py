@@ -22,6 +22,8 @@ from mme_constructs import (
     MultiModelEndpoint,
     ServingImage,
 )
+from mme.serving_image import layout, lockfile
+from mme_constructs.gpu_runtime import CudaBuild, torch_build
 from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +68,8 @@ class ImageEditingStack(Stack):
                          log_removal_policy=RemovalPolicy.RETAIN if settings.retain_log_groups else RemovalPolicy.DESTROY)
         network = self._imported_network(settings)
         self.serving_image = ServingImage.from_asset(
-            self, "ServingImage", directory=REPO_ROOT / "container", base_image=settings.base_image or None)
+            self, "ServingImage", directory=layout.CONTAINER_DIR, base_image=settings.base_image or None,
+            cuda_build=serving_image_cuda_build())
         self.endpoint = MultiModelEndpoint(
             self,
             "Endpoint",
@@ -74,6 +77,7 @@ class ImageEditingStack(Stack):
             model_store=self.model_bucket.model_store,
             endpoint_name=settings.endpoint_name,
             instance_type=settings.gpu_instance_type,
+            inference_ami_version=settings.inference_ami_version or None,
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
             model_cache_enabled=settings.model_cache_enabled,
@@ -145,7 +149,9 @@ class ImageEditingStack(Stack):
         CfnOutput(self, "ModelKeyArn", value=self.model_bucket.encryption_key.key_arn,
                   description="KMS key of the archives: uploads under the prefix must name it (mme package --kms-key-id)")
         CfnOutput(self, "ServingBaseImage", value=self.serving_image.base_image,
-                  description="SageMaker PyTorch DLC the serving image is built on (docker login to its registry)")
+                  description="Debian base image the serving image is built on (container/Dockerfile)")
+        CfnOutput(self, "InferenceAmiVersion", value=self.endpoint.inference_ami_version,
+                  description="SageMaker host image (NVIDIA driver) the endpoint's instances run")
         for name, artifact in self.model_artifacts.items():
             CfnOutput(self, target_output_key(name), value=artifact.target_model,
                       description=f"TargetModel of {name}")
@@ -156,6 +162,16 @@ class ImageEditingStack(Stack):
                   description="SNS topic the alarms notify (ALARM and OK); subscribe on-call here")
         CfnOutput(self, "EndpointLogGroupName", value=self.endpoint.log_group.log_group_name,
                   description="Container logs of the endpoint (TorchServe and the handlers)")
+
+
+def serving_image_cuda_build() -> CudaBuild:
+    """The CUDA build of the serving image's framework: the torch version of
+    ``container/requirements-torch.lock`` (what the image installs), looked up in
+    ``mme_constructs.gpu_runtime.TORCH_BUILDS``. A torch the table does not know stops synth."""
+    entry = lockfile.read_lock(layout.TORCH_LOCK).get("torch")
+    if entry is None:
+        raise lockfile.LockError(f"{layout.relative(layout.TORCH_LOCK)} locks no torch")
+    return torch_build(entry.version)
 
 
 def _alarm_thresholds(settings: StackSettings) -> dict:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mme_constructs.gpu_runtime import INFERENCE_AMIS
 from mme_constructs.instance_types import (
     DEFAULT_INSTANCE_TYPE,
     GPU_INSTANCE_TYPES,
@@ -58,6 +59,7 @@ class StackSettings:
     model_cache_enabled: bool = True
     model_prefix: str = "models/"
     base_image: str = ""
+    inference_ami_version: str = ""  # "": the endpoint's default for the image's CUDA build
     alarm_topic_arn: str = ""
     alarm_emails: tuple[str, ...] = ()
     #: (EndpointAlarms prop, value in the unit of ALARM_THRESHOLDS, or None for "off") for each
@@ -98,6 +100,7 @@ CONTEXT_KEYS = {
     "modelCacheEnabled": "model_cache_enabled",
     "modelPrefix": "model_prefix",
     "baseImage": "base_image",
+    "inferenceAmiVersion": "inference_ami_version",
     "alarmTopicArn": "alarm_topic_arn",
     "alarmEmail": "alarm_emails",
     "logRetentionDays": "log_retention_days",
@@ -267,7 +270,18 @@ def _endpoint_values(given: dict[str, Any]) -> dict[str, Any]:
         if not image or any(c.isspace() for c in image):
             raise SettingsError(f"context baseImage: {given['baseImage']!r} is not an image reference")
         values["base_image"] = image
+    if "inferenceAmiVersion" in given:
+        values["inference_ami_version"] = _inference_ami(given["inferenceAmiVersion"])
     return values
+
+
+def _inference_ami(value: Any) -> str:
+    name = str(value).strip()
+    gpu_amis = [n for n, ami in INFERENCE_AMIS.items() if ami.gpu]
+    if name not in gpu_amis:
+        raise SettingsError(f"context inferenceAmiVersion: {value!r} is not a GPU inference AMI SageMaker accepts "
+                            f"(one of {', '.join(gpu_amis)})")
+    return name
 
 
 def _enabled_models(models: tuple[str, ...]) -> tuple[str, ...]:

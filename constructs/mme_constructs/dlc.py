@@ -1,4 +1,5 @@
-"""The SageMaker PyTorch inference DLC (GPU) per region: the serving image's base, or the image itself.
+"""The SageMaker PyTorch inference DLC (GPU) per region, for ``ServingImage.from_dlc``, and how long
+AWS patches it.
 
 The registry account of each region comes from the ``sagemaker`` SDK's image-URI configuration
 (sagemaker-core's ``image_uri_config/pytorch.json``), copied into ``_dlc_registries.py`` by
@@ -6,14 +7,23 @@ The registry account of each region comes from the ``sagemaker`` SDK's image-URI
 Synth never imports the SDK: this module is plain data.
 
 ``python -m mme_constructs.dlc REGION`` prints that region's image URI and the ``docker login``
-that ``cdk deploy`` needs to build the serving image on it.
+that pulling it needs.
+
+Support dates (:data:`DLC_SUPPORT`): AWS Deep Learning Containers' framework support policy
+(https://docs.aws.amazon.com/deep-learning-containers/latest/devguide/support-policy.html, checked
+2026-12-06): PyTorch 2.6 inference is the last PyTorch inference DLC with TorchServe, and its
+patching ended on 2026-06-30. TorchServe itself is in limited maintenance (no planned updates,
+fixes or security patches; its repository is archived) and 0.12.0 is its last release.
 """
 
 from __future__ import annotations
 
+import datetime
 import sys
+from dataclasses import dataclass
 
 from mme_constructs._dlc_registries import FRAMEWORK_VERSION, PY_VERSION, REGISTRY_ACCOUNTS, REPOSITORY
+from mme_constructs.gpu_runtime import DLC_PYTORCH_2_6_CU124, CudaBuild
 
 #: Full tag of the GPU image (CUDA 12.4, Ubuntu 22.04, SageMaker flavour) the container is built for.
 DLC_TAG = f"{FRAMEWORK_VERSION}-gpu-{PY_VERSION}-cu124-ubuntu22.04-sagemaker"
@@ -21,6 +31,43 @@ DLC_REPOSITORY = REPOSITORY
 #: Where an environment-agnostic stack's image build pulls the base image from (any registry
 #: works for a build: the built image is pushed to the stack's own region).
 DEFAULT_DLC_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class DlcSupport:
+    """One PyTorch inference DLC line: until when AWS patches it, and what it serves with."""
+
+    framework_version: str
+    end_of_patch: datetime.date
+    model_server: str
+    cuda_build: CudaBuild
+
+
+#: PyTorch inference DLC lines by framework version (see the module docstring for the source).
+DLC_SUPPORT: dict[str, DlcSupport] = {
+    "2.6": DlcSupport("2.6", datetime.date(2026, 6, 30), "TorchServe 0.12.0", DLC_PYTORCH_2_6_CU124),
+}
+
+
+def dlc_support(tag: str) -> DlcSupport | None:
+    """The support entry of the DLC line a tag (``2.6.0-gpu-py312-...``) belongs to, ``None`` if unknown."""
+    major_minor = ".".join(tag.split("-", 1)[0].split(".")[:2])
+    return DLC_SUPPORT.get(major_minor)
+
+
+def end_of_patch_warning(tag: str, today: datetime.date | None = None) -> str | None:
+    """The synth warning for a DLC tag whose patching has ended (or whose dates are unknown), else ``None``."""
+    today = today or datetime.date.today()
+    support = dlc_support(tag)
+    if support is None:
+        return (f"the PyTorch inference DLC {tag} is not in mme_constructs.dlc.DLC_SUPPORT: check its support "
+                "dates in AWS's Deep Learning Containers support policy")
+    if today <= support.end_of_patch:
+        return None
+    return (f"the PyTorch {support.framework_version} inference DLC ({tag}) has had no patches since "
+            f"{support.end_of_patch.isoformat()} (AWS's Deep Learning Containers support policy), and its "
+            f"{support.model_server} gets no fixes either; ServingImage.from_asset builds this library's own "
+            "image on a Debian release that still gets security fixes")
 
 
 def dlc_registry_account(region: str) -> str:
@@ -48,8 +95,6 @@ def dlc_image_uri(region: str, tag: str = DLC_TAG) -> str:
     """The PyTorch inference DLC image URI in ``region``."""
     return f"{dlc_registry(region)}/{DLC_REPOSITORY}:{tag}"
 
-
-DEFAULT_BASE_IMAGE = dlc_image_uri(DEFAULT_DLC_REGION)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from mme_constructs.endpoint_metrics import (
     endpoint_metric,
     instance_count,
 )
+from mme_constructs.gpu_runtime import ami_error, architecture_error, default_inference_ami
 from mme_constructs.instance_types import (
     DEFAULT_INSTANCE_TYPE,
     GpuInstanceType,
@@ -196,7 +197,15 @@ class MultiModelEndpoint(MultiModelEndpointBase):
       (default: one new group, all outbound): places the model in a VPC. Without ``vpc``, give
       ``vpc_subnets=SubnetSelection(subnets=[...])`` and ``security_groups`` (imports) together.
     * ``environment``: container environment variables, default none.
-    * ``container_startup_health_check_timeout`` (default 10 minutes) and
+    * ``inference_ami_version``: the host image SageMaker runs the container on (its NVIDIA
+      driver), one of ``mme_constructs.gpu_runtime.INFERENCE_AMIS``; default the first AMI of
+      ``DEFAULT_AMI_PREFERENCE`` whose driver runs the image's ``cuda_build``
+      (``al2-ami-sagemaker-inference-gpu-3-1``, driver 550, for a CUDA 12 build). Without it
+      SageMaker's default for ml.g4dn, ml.g5 and ml.p3 is driver 470 (CUDA 11.4), on which a CUDA 12
+      image does not start. Synth refuses an AMI whose driver is too old for the image's
+      ``cuda_build``, and an ``instance_type`` whose GPU that build has no kernels for.
+    * ``container_startup_health_check_timeout`` (default 10 minutes: the image's ``serve``
+      answers ``/ping`` within seconds once the container runs; the rest covers a slow host) and
       ``model_data_download_timeout`` (default 20 minutes): ``Duration`` between 60 s and 1 h.
     * ``model_cache_enabled``: default ``True`` (SageMaker keeps loaded models until memory
       pressure; ``False`` unloads each model after its request).
@@ -228,7 +237,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     ``cfn_endpoint_config`` with that reason (and only then).
 
     Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``instance_type``,
-    ``gpu_instance_type``, ``initial_instance_count``, ``role``, ``grant_principal``,
+    ``gpu_instance_type``, ``inference_ami_version``, ``initial_instance_count``, ``role``, ``grant_principal``,
     ``model_store``, ``image``, ``model_data_url``, ``security_groups``, ``connections`` (VPC
     only), ``volume_kms_key_set``, ``log_group``, ``execution_policy`` (``None`` for a given
     role), ``cfn_model``, ``cfn_endpoint_config``, ``cfn_endpoint``.
@@ -251,6 +260,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] | None = None,
         environment: Mapping[str, str] | None = None,
+        inference_ami_version: str | None = None,
         container_startup_health_check_timeout: Duration = Duration.minutes(10),
         model_data_download_timeout: Duration = Duration.minutes(20),
         model_cache_enabled: bool = True,
@@ -264,12 +274,14 @@ class MultiModelEndpoint(MultiModelEndpointBase):
                      vpc_subnets=vpc_subnets, security_groups=security_groups,
                      container_startup_health_check_timeout=container_startup_health_check_timeout,
                      model_data_download_timeout=model_data_download_timeout,
-                     volume_encryption_key=volume_encryption_key)
+                     volume_encryption_key=volume_encryption_key, image=image,
+                     inference_ami_version=inference_ami_version)
         super().__init__(scope, construct_id, physical_name=endpoint_name)
         self.endpoint_name = endpoint_name or Names.unique_resource_name(self, max_length=63, separator="-")
         self.variant_name = variant_name
         self.gpu_instance_type = _resolve_instance_type(self, instance_type)
         self.instance_type = self.gpu_instance_type.name
+        self.inference_ami_version = inference_ami_version or default_inference_ami(image.cuda_build)
         self.initial_instance_count = initial_instance_count
         self.model_store = model_store
         self.image = image
@@ -383,6 +395,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
                 variant_name=self.variant_name,
                 model_name=self.cfn_model.attr_model_name,
                 instance_type=self.instance_type,
+                inference_ami_version=self.inference_ami_version,
                 initial_instance_count=self.initial_instance_count,
                 initial_variant_weight=1.0,
                 container_startup_health_check_timeout_in_seconds=int(startup_timeout.to_seconds()),
@@ -472,11 +485,21 @@ def _check_props(scope: Construct, construct_id: str, **props) -> None:
     errors = [*_name_errors(props), *_capacity_errors(props), *_timeout_errors(props),
               *network_errors(props["vpc"], props["vpc_subnets"], props["security_groups"])]
     gpu, error = _instance_type_error(props["instance_type"])
+    build = getattr(props["image"], "cuda_build", None)
     if error:
         errors.append(error)
-    elif props["volume_encryption_key"] is not None and gpu.instance_storage:
-        errors.append(f"volume_encryption_key: {gpu.name} has local NVMe instance storage (hardware-encrypted); "
-                      "SageMaker rejects KmsKeyId on its endpoint configs")
+    else:
+        if props["volume_encryption_key"] is not None and gpu.instance_storage:
+            errors.append(f"volume_encryption_key: {gpu.name} has local NVMe instance storage (hardware-encrypted); "
+                          "SageMaker rejects KmsKeyId on its endpoint configs")
+        arch = architecture_error(gpu.compute_capability, build)
+        if arch:
+            errors.append(f"instance_type {gpu.name} ({gpu.gpu_model}): {arch}")
+    ami = props["inference_ami_version"]
+    if ami is not None and not Token.is_unresolved(ami):
+        reason = ami_error(ami, build)
+        if reason:
+            errors.append(f"inference_ami_version: {reason}")
     if errors:
         path = f"{scope.node.path}/{construct_id}" if scope.node.path else construct_id
         raise ValueError(f"MultiModelEndpoint {path}: " + "; ".join(errors))
