@@ -1,6 +1,6 @@
 """Fixtures of the client/CLI tests: how to run ``mme``, an isolated environment for it, sample
 photos that ship with scikit-image, and one local endpoint (TorchServe behind the platform
-emulator) with the tiny models per session."""
+emulator) with the tiny models per session (the packaged tiny archives are tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -68,25 +68,10 @@ def local_server(tmp_path_factory, run_mme):
 
 
 @pytest.fixture(scope="session")
-def tiny_archives(tmp_path_factory) -> dict:
-    """The three tiny models packaged by the project's packager (as the stack packages them):
-    ``{model: {"artifact", "target_model", "sha256"}}``; the archives sit in one folder."""
-    from mme import local_mode, tiny
-
-    base = tmp_path_factory.mktemp("tiny-archives")
-    weights = {}
-    for name in ("sam", "lama", "sd"):
-        tiny.build(name, base / "weights" / name)
-        weights[name] = base / "weights" / name
-    packaged = local_mode.package_models(weights, base / "artifacts", lambda message: None)
-    return {name: {**info, "artifact": Path(info["artifact"])} for name, info in packaged.items()}
-
-
-@pytest.fixture(scope="session")
 def sagemaker_container(tmp_path_factory):
     """TorchServe started as the serving container starts it (toolkit properties +
     container/config.properties), one for the session; stopped at the end, nothing left."""
-    from mme.sagemaker_container import SageMakerContainer
+    from mme.local.sagemaker_container import SageMakerContainer
 
     container = SageMakerContainer(tmp_path_factory.mktemp("sagemaker-container") / "server").start()
     pgid = container.pgid

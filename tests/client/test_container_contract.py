@@ -5,67 +5,21 @@ pinned ``sagemaker-pytorch-inference`` distribution) + ``container/config.proper
 Each tiny model archive is unpacked the way SageMaker unpacks it (``<root>/<model_name>/model``),
 registered with the JSON body ``{"model_name", "url"}``, invoked at ``/models/<name>/invoke`` with
 the ``X-Amzn-SageMaker-Target-Model`` header and the original sample's client payloads (JPEG image
-and JPEG mask, ``gen_args`` as a JSON string), then unloaded and registered again. A change to
+and JPEG mask, ``gen_args`` as a JSON string), then unloaded and registered again
+(``container_cases.py``; tests/image runs the same cases on the built image). A change to
 ``container/config.properties``, the handlers or the packager that breaks this path fails here.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
 
-import numpy as np
 import pytest
-from PIL import Image
+from container_cases import load_invoke_unload_reload
 
-from mme import container_config
-from mme.endpoint_emulator import opaque_model_name, unpack
+from mme.local import container_config
 
 pytestmark = pytest.mark.torchserve
-
-WIDTH, HEIGHT = 400, 300
-
-
-def jpeg_b64(array: np.ndarray) -> str:
-    """What the original sample's clients send: ``img.save(output, format="JPEG")``, base64."""
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG")
-    return base64.b64encode(buf.getvalue()).decode("utf8")
-
-
-def photo() -> np.ndarray:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    img = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, (xx + yy) * 127 // (WIDTH + HEIGHT)], -1).astype(np.uint8)
-    img[90:210, 120:260] = (240, 200, 40)
-    return img
-
-
-def mask() -> np.ndarray:
-    m = np.zeros((HEIGHT, WIDTH), np.uint8)
-    m[100:200, 130:250] = 255
-    return m
-
-
-def sample_payload(model: str) -> dict:
-    """The original sample's client payload for ``model`` (workspace/<model>/client.py)."""
-    if model == "sam":
-        return {"image": jpeg_b64(photo()),
-                "gen_args": json.dumps({"point_coords": [190, 150], "point_labels": 1, "dilate_kernel_size": 15})}
-    if model == "lama":
-        return {"image": jpeg_b64(photo()), "mask_image": jpeg_b64(mask())}
-    return {"image": jpeg_b64(photo()), "mask_image": jpeg_b64(mask()), "prompt": "a teddy bear on a bench",
-            "negative_prompt": "ugly", "gen_args": json.dumps({"num_inference_steps": 2, "guidance_scale": 10, "seed": 1})}
-
-
-BAD_REQUESTS = {
-    "sam": ({"image": jpeg_b64(photo()), "gen_args": json.dumps({"point_coords": [WIDTH + 5, 10], "point_labels": 1})},
-            "point_outside_image"),
-    "lama": ({"image": jpeg_b64(photo())}, "missing_field"),
-    "sd": ({"image": jpeg_b64(photo()), "mask_image": jpeg_b64(mask()), "prompt": "  ",
-            "gen_args": json.dumps({"seed": 1})}, None),
-}
 
 
 def effective_properties(container) -> dict:
@@ -101,51 +55,4 @@ def test_torchserve_runs_with_the_toolkits_properties_and_the_images(sagemaker_c
 
 @pytest.mark.parametrize("model", ["sam", "lama", "sd"])
 def test_load_invoke_unload_reload_the_sagemaker_way(model, sagemaker_container, tiny_archives, tmp_path):
-    container = sagemaker_container
-    target = tiny_archives[model]["target_model"]
-    name = "contract-" + opaque_model_name(target)[:12]
-    url = tmp_path / name / "model"                       # /opt/ml/models/<model_name>/model
-    unpack(tiny_archives[model]["artifact"], url)
-    assert (url / "MAR-INF" / "MANIFEST.json").is_file() and (url / "handler.py").is_file()
-
-    status, body = container.load_model(name, url)
-    assert status == 200, body
-    try:
-        assert container.load_model(name, url)[0] == 409       # already loaded
-        assert {"modelName": name, "modelUrl": str(url)} in _listed(container)
-
-        status, headers, data = container.invoke(name, json.dumps(sample_payload(model)).encode(), target)
-        assert status == 200, data[:300]
-        answer = json.loads(data)
-        with Image.open(io.BytesIO(base64.b64decode(answer["generated_image"]))) as out:
-            assert out.size == (WIDTH, HEIGHT)
-            if model == "sam":
-                assert set(np.unique(np.asarray(out.convert("L")))) <= {0, 255}
-
-        bad, code = BAD_REQUESTS[model]
-        status, _, data = container.invoke(name, json.dumps(bad).encode(), target)
-        assert 400 <= status < 500, (status, data[:300])
-        error = json.loads(data)["error"]
-        assert error["message"] and (code is None or error["code"] == code), error
-        status, _, data = container.invoke(name, b"\x89PNG not json", target)
-        assert status == 400 and json.loads(data)["error"]["code"] == "invalid_json"
-    finally:
-        status, body = container.unload_model(name)
-    assert status == 200, body
-    assert container.invoke(name, json.dumps(sample_payload(model)).encode(), target)[0] == 404
-    assert name not in container.models()
-
-    status, body = container.load_model(name, url)             # registered again after the unload
-    assert status == 200, body
-    try:
-        status, _, data = container.invoke(name, json.dumps(sample_payload(model)).encode(), target)
-        assert status == 200 and "generated_image" in json.loads(data)
-    finally:
-        assert container.unload_model(name)[0] == 200
-    assert container.unload_model(name)[0] == 404
-
-
-def _listed(container) -> list[dict]:
-    status, _, data = container.call("management", "GET", "/models")
-    assert status == 200
-    return json.loads(data)["models"]
+    load_invoke_unload_reload(sagemaker_container, model, tiny_archives[model], tmp_path)

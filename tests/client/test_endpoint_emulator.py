@@ -1,4 +1,4 @@
-"""The local multi-model endpoint's platform side (``mme.endpoint_emulator``) on a real TorchServe
+"""The local multi-model endpoint's platform side (``mme.local.emulator``) on a real TorchServe
 with the endpoint's settings and the packaged tiny models: load on first use, least recently used
 models unloaded when the next does not fit the memory budget or when the container answers 507,
 requests in flight finished before an unload, counters and sizes in the status."""
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mme.endpoint_emulator import EndpointEmulator, opaque_model_name
+from mme.local.emulator import EndpointEmulator, opaque_model_name
 from mme.model_data import FolderModelData, S3ModelData
 from mme.paths import REPO_ROOT as REPO
 

@@ -2,7 +2,7 @@
 
 Handlers are driven directly with a real ``ts.context.Context`` (plus ``RequestProcessor``s, as
 TorchServe's worker builds them) and end to end on a real TorchServe started by
-``mme.local_server``.
+``mme.local.torchserve``.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from PIL import Image
 import mme_serving as ms
 from mme.client import EditingClient
 from mme.client.local import LocalBackend
-from mme.endpoint_emulator import EndpointEmulator
-from mme.local_endpoint import serve
+from mme.local.emulator import EndpointEmulator
+from mme.local.endpoint import serve
 from mme.model_data import FolderModelData
 from mme.models import MODELS
-from mme.sagemaker_container import SageMakerContainer
+from mme.local.sagemaker_container import SageMakerContainer
 from mme_serving.ops import alpha_inside_mask
 
 pytestmark = pytest.mark.torchserve

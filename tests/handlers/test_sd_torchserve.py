@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sd_support import b64_png, decode_png, inpaint_request, noise_image, package_model, rect_mask
 
-from mme.local_server import LocalServer
+from mme.local.torchserve import LocalServer
 
 pytestmark = pytest.mark.torchserve
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from handler_testlib import b64_png, decode_b64_png, package_model, sample_image
 
-from mme.local_server import LocalServer
+from mme.local.torchserve import LocalServer
 
 pytestmark = pytest.mark.torchserve
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.torchserve
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs Java")
 def test_torchserve_registers_the_archive(tmp_path, model_src):
-    from mme.local_server import LocalServer
+    from mme.local.torchserve import LocalServer
 
     weights = tmp_path / "weights"
     (weights / "unet").mkdir(parents=True)

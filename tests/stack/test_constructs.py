@@ -296,20 +296,26 @@ def test_g4dn_through_the_stack_one_gpu_target_and_no_kms_key_id(synth_stack):
 # --- ServingImage and outputs --------------------------------------------------------------
 
 
-def test_serving_image_is_a_docker_asset_with_base_image_arg(default_stack):
-    app, stack, _ = default_stack
+def test_serving_image_is_the_containers_dockerfile_on_its_own_base(default_stack):
+    app, stack, t = default_stack
     manifest = json.loads((Path(app.outdir) / "ImageEditingMme.assets.json").read_text())
     (image,) = manifest["dockerImages"].values()
     assert image["source"]["platform"] == "linux/amd64"
-    assert image["source"]["dockerBuildArgs"]["BASE_IMAGE"].startswith("763104351884.dkr.ecr.")
-    assert "pytorch-inference" in image["source"]["dockerBuildArgs"]["BASE_IMAGE"]
+    assert "dockerBuildArgs" not in image["source"]  # the Dockerfile's ARG BASE_IMAGE default builds
+    staged = Path(app.outdir) / image["source"]["directory"]
+    assert (staged / "requirements-torch.lock").is_file() and (staged / "Dockerfile").is_file()
+    assert t.find_outputs("ServingBaseImage")["ServingBaseImage"]["Value"] == \
+        "public.ecr.aws/docker/library/debian:trixie-slim"
+    assert t.find_outputs("InferenceAmiVersion")["InferenceAmiVersion"]["Value"] == \
+        "al2-ami-sagemaker-inference-gpu-3-1"
 
 
 def test_base_image_can_be_overridden(synth_stack):
-    app, _, _ = synth_stack(baseImage="123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-dlc:1")
+    mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/debian:trixie-slim"
+    app, _, _ = synth_stack(baseImage=mirror)
     manifest = json.loads((Path(app.outdir) / "ImageEditingMme.assets.json").read_text())
     (image,) = manifest["dockerImages"].values()
-    assert image["source"]["dockerBuildArgs"]["BASE_IMAGE"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-dlc:1"
+    assert image["source"]["dockerBuildArgs"]["BASE_IMAGE"] == mirror
 
 
 def test_outputs(default_stack):

@@ -1,7 +1,10 @@
-"""The per-region SageMaker PyTorch inference DLC: regenerated from the installed SDK, resolved per stack."""
+"""The per-region SageMaker PyTorch inference DLC (``ServingImage.from_dlc``): regenerated from the
+installed SDK, resolved per stack, and flagged past its end of patching; the app's own image builds
+on the Dockerfile's Debian base, or on the mirror ``baseImage`` names."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -10,10 +13,13 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Annotations, Match
 
 from mme_constructs import ServingImage, dlc_image_uri
 from mme_constructs import _dlc_registries, dlc_sync
-from mme_constructs.dlc import DEFAULT_BASE_IMAGE, DLC_TAG
+from mme_constructs.dlc import DLC_SUPPORT, DLC_TAG, end_of_patch_warning
+from mme_constructs.gpu_runtime import DLC_PYTORCH_2_6_CU124
+from mme_constructs.serving_image import DEFAULT_BASE_IMAGE
 
 import app as app_module
 
@@ -38,8 +44,7 @@ def test_sync_check_reports_drift(monkeypatch, tmp_path, capsys):
 
 
 def test_concrete_uris_per_partition():
-    assert dlc_image_uri("us-east-1") == DEFAULT_BASE_IMAGE == (
-        f"763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:{DLC_TAG}")
+    assert dlc_image_uri("us-east-1") == f"763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:{DLC_TAG}"
     assert dlc_image_uri("eu-central-2").startswith("380420809688.dkr.ecr.eu-central-2.amazonaws.com/")
     assert dlc_image_uri("cn-north-1").startswith("727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/")
     with pytest.raises(ValueError, match="no SageMaker PyTorch 2.6.0 inference DLC registry is known for region 'xx-1'"):
@@ -95,19 +100,33 @@ def test_from_dlc_in_a_concrete_region_is_a_literal(tmp_path):
         ServingImage.from_dlc(cdk.Stack(cdk.App(), "S", env=cdk.Environment(region="mars-1")), "Image")
 
 
-def _base_image(app) -> str:
+def test_from_dlc_warns_past_its_end_of_patching():
+    support = DLC_SUPPORT["2.6"]
+    assert support.end_of_patch == datetime.date(2026, 6, 30) and support.model_server == "TorchServe 0.12.0"
+    assert end_of_patch_warning(DLC_TAG, today=datetime.date(2026, 6, 30)) is None
+    late = end_of_patch_warning(DLC_TAG, today=datetime.date(2026, 7, 1))
+    assert "has had no patches since 2026-06-30" in late and "TorchServe 0.12.0" in late
+    assert "not in mme_constructs.dlc.DLC_SUPPORT" in end_of_patch_warning("2.9.0-gpu-py312-cu126-ubuntu22.04")
+    stack = cdk.Stack(cdk.App(), "Dlc")
+    image = ServingImage.from_dlc(stack, "Image")
+    assert image.cuda_build == DLC_PYTORCH_2_6_CU124
+    expected = end_of_patch_warning(DLC_TAG)  # today's date decides (None before the end)
+    found = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("no patches since 2026-06-30"))
+    assert bool(found) == (expected is not None)
+
+
+def _build_args(app) -> dict:
     manifest = json.loads((Path(app.outdir) / "ImageEditingMme.assets.json").read_text())
     (image,) = manifest["dockerImages"].values()
-    return image["source"]["dockerBuildArgs"]["BASE_IMAGE"]
+    return image["source"].get("dockerBuildArgs") or {}
 
 
-@pytest.mark.parametrize(("region", "override", "expected"), [
-    (None, None, dlc_image_uri("us-east-1")),
-    ("ap-southeast-3", None, dlc_image_uri("ap-southeast-3")),
-    ("ap-southeast-3", "123456789012.dkr.ecr.ap-southeast-3.amazonaws.com/my-dlc:1",
-     "123456789012.dkr.ecr.ap-southeast-3.amazonaws.com/my-dlc:1"),
+@pytest.mark.parametrize(("region", "override"), [
+    (None, None),
+    ("ap-southeast-3", None),
+    ("ap-southeast-3", "123456789012.dkr.ecr.ap-southeast-3.amazonaws.com/mirror/debian:trixie-slim"),
 ])
-def test_the_app_builds_on_the_dlc_of_its_region(region, override, expected, cdk_context, tmp_path, monkeypatch):
+def test_the_app_builds_on_the_debian_base_or_its_mirror(region, override, cdk_context, tmp_path, monkeypatch):
     for var in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION"):
         monkeypatch.delenv(var, raising=False)
     if region:
@@ -115,8 +134,10 @@ def test_the_app_builds_on_the_dlc_of_its_region(region, override, expected, cdk
         monkeypatch.setenv("CDK_DEFAULT_REGION", region)
     context = {**cdk_context, **({"baseImage": override} if override else {})}
     app = synth_with_nag(app_module.build_app, tmp_path, context=context, add_checks=False)
-    assert _base_image(app) == expected
-    assert template_of(app, "ImageEditingMme")["Outputs"]["ServingBaseImage"]["Value"] == expected
+    # no build argument without an override: the Dockerfile's own ARG BASE_IMAGE default builds
+    assert _build_args(app) == ({"BASE_IMAGE": override} if override else {})
+    output = template_of(app, "ImageEditingMme")["Outputs"]["ServingBaseImage"]["Value"]
+    assert output == (override or DEFAULT_BASE_IMAGE)
 
 
 def test_synth_never_imports_the_sdk(tmp_path):
