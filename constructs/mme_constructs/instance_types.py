@@ -33,10 +33,12 @@ Two facts per type matter to the constructs:
   reference of ``CreateEndpointConfig``, ``KmsKeyId``). Only types without it (ml.p3.2xlarge here)
   take a customer-managed key for the ML storage volume.
 
-The serving image is built on the SageMaker PyTorch 2.6 inference DLC (CUDA 12.4). CUDA 12 runs on
-GPUs of compute capability 5.0 and newer (it dropped Kepler), so ml.p2.xlarge's K80 (3.7), although
-documented for multi-model endpoints, cannot run it: it is in the catalog and refused by
-:func:`resolve_instance_type`.
+The serving images are CUDA 12 builds (this repository's image: torch 2.10.0, CUDA 12.8; the
+SageMaker PyTorch 2.6 DLC: CUDA 12.4). CUDA 12 runs on GPUs of compute capability 5.0 and newer (it
+dropped Kepler), so ml.p2.xlarge's K80 (3.7), although documented for multi-model endpoints,
+cannot run them: it is in the catalog and refused by :func:`resolve_instance_type`. Which of the
+other GPUs an image has kernels for is checked against the image's own build by
+``MultiModelEndpoint`` (:mod:`mme_constructs.gpu_runtime`).
 
 A newer single-GPU type AWS has not listed yet (say an ml.g6 or ml.g6e size) is described by the
 caller as a :class:`GpuInstanceType` (its GPU memory and whether it has NVMe instance storage) and
@@ -50,9 +52,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-#: CUDA 12.4 (the serving image's PyTorch 2.6 DLC) needs compute capability 5.0 or newer [CC].
+#: CUDA 12 (every serving image here) needs compute capability 5.0 or newer [CC].
 MIN_COMPUTE_CAPABILITY = (5, 0)
-SERVING_IMAGE_CUDA = "PyTorch 2.6 DLC, CUDA 12.4"
+SERVING_IMAGE_CUDA = "a CUDA 12 build"
 #: The instance type a MultiModelEndpoint (and the app's stack) uses when none is given: an A10G
 #: with 24 GiB, which holds SAM, LaMa and SD together.
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"

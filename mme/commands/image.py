@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description="The serving image (container/) on this machine: build it with podman or docker, check its "
                     "hashed locks against its requirement files and the test environment's pins, or resolve the "
                     "locks again.")
-    actions = image.add_subparsers(dest="image_command", metavar="{build,check,lock,podman-conf}", required=True)
+    actions = image.add_subparsers(dest="image_command", metavar="{build,check,lock,engine,podman-conf}",
+                                   required=True)
     from mme.serving_image.layout import DEV_IMAGE
 
     p = actions.add_parser("build", help=f"build container/ into {DEV_IMAGE} (make image)",
@@ -34,6 +35,10 @@ def register(subparsers) -> None:
                                        "from the requirement files, for the image's Python and platform, with every "
                                        "file's sha256 (needs PyPI).")
     p.set_defaults(func=cmd_lock, mme_prog=p.prog)
+    p = actions.add_parser("engine", help="which container engine builds and runs the image here",
+                           description="Print the container engine mme uses here (docker where its engine answers, "
+                                       "else podman; MME_CONTAINER_ENGINE picks one); exit status 1 when there is none.")
+    p.set_defaults(func=cmd_engine, mme_prog=p.prog)
     p = actions.add_parser("podman-conf", help="print the containers.conf podman needs here (for CONTAINERS_CONF)",
                            description="Write the containers.conf settings podman needs on this machine and print "
                                        "its path (nothing when it needs none): "
@@ -78,6 +83,18 @@ def cmd_lock(args) -> int:
         lockfile.regenerate()
     except lockfile.LockError as exc:
         raise CommandError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_engine(args) -> int:
+    """``mme image engine``."""
+    from mme.serving_image.engine import EngineError, require_engine
+
+    try:
+        engine = require_engine()
+    except EngineError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{engine.name} ({engine.executable})")
     return EXIT_OK
 
 

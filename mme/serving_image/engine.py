@@ -163,16 +163,19 @@ def _podman(executable: str) -> ContainerEngine:
 
 
 def find_engine() -> ContainerEngine | None:
-    """The engine to use here (see the module docstring), ``None`` when there is none."""
+    """The engine to use here (see the module docstring), ``None`` when there is none.
+    :class:`EngineError` when ``MME_CONTAINER_ENGINE`` names one that is not usable."""
     wanted = os.environ.get(ENGINE_ENV, "").strip().lower()
     if wanted and wanted not in ("podman", "docker"):
         raise EngineError(f"{ENGINE_ENV}={wanted!r}: give podman or docker")
     docker, podman = shutil.which("docker"), shutil.which("podman")
-    if wanted == "podman" or (not wanted and podman and not (docker and _docker_answers(docker))):
-        return _podman(podman) if podman else None
-    if docker and (wanted == "docker" or _docker_answers(docker)):
+    if wanted == "podman" and not podman:
+        raise EngineError(f"{ENGINE_ENV}=podman, but podman is not installed (make container-engine installs it)")
+    if wanted == "docker" and not (docker and _docker_answers(docker)):
+        raise EngineError(f"{ENGINE_ENV}=docker, but `docker info` fails: is a Docker engine running?")
+    if wanted == "docker" or (not wanted and docker and _docker_answers(docker)):
         return ContainerEngine("docker", docker)
-    return None
+    return _podman(podman) if podman else None
 
 
 def require_engine() -> ContainerEngine:
