@@ -49,6 +49,7 @@ COMPILED = [(why, re.compile(pattern, re.IGNORECASE)) for why, pattern in PATTER
 #: Exact phrases that match a pattern but are real references, not words about the project's making.
 ALLOWED = (
     "advimman/lama issue 233",  # LaMa's upstream issue on resolution, cited as the source of a setting
+    "aws/deep-learning-containers issue 4616",  # the DLC repository's issue: the source of an image size
 )
 
 
