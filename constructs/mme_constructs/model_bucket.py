@@ -12,6 +12,7 @@ from constructs import Construct
 
 from mme_constructs._nag import acknowledge
 from mme_constructs.model_store import ModelStore
+from mme_constructs.packager.core import RETIRED_TAG
 from mme_constructs.packager.key_prefix import checked_key_prefix
 
 _REPLICATION_RULES = ("NIST.800.53.R5-S3BucketReplicationEnabled", "HIPAA.Security-S3BucketReplicationEnabled",
@@ -29,6 +30,10 @@ class ModelBucket(Construct):
     * Block Public Access on, object ownership enforced (no ACLs).
     * Versioning, so an overwritten archive can be recovered; noncurrent versions
       expire after ``noncurrent_version_expiration``.
+    * Archives the packager retired (a model's previous archive after a change, or every archive
+      of a deleted stack: tagged ``archive-state=retired``) stay loadable for
+      ``retired_archive_expiration``, so clients and instances still naming them move on, then
+      expire (their last version then follows ``noncurrent_version_expiration``).
     * Incomplete multipart uploads (the packager streams archives in parts) are
       aborted after ``abort_incomplete_multipart_upload_after``.
     * Server access logs go to a separate bucket (SSE-S3, written by the S3 log delivery
@@ -39,9 +44,10 @@ class ModelBucket(Construct):
     Props: ``model_prefix`` (default ``models/``), ``encryption_key`` (default a new key with
     rotation; an imported ``kms.IKey`` works), ``archive_writers`` (principals besides the
     stack's packager that may write archives, see :class:`ModelStore`; default none),
-    ``noncurrent_version_expiration`` (default 30 days), ``abort_incomplete_multipart_upload_after``
-    (default 1 day), ``access_log_retention`` (default 365 days), ``removal_policy`` (default
-    ``RETAIN``, for the key and both buckets).
+    ``noncurrent_version_expiration`` (default 30 days), ``retired_archive_expiration`` (default
+    14 days: a week of deploys and of clients that cache a ``TargetModel``, twice over),
+    ``abort_incomplete_multipart_upload_after`` (default 1 day), ``access_log_retention`` (default
+    365 days), ``removal_policy`` (default ``RETAIN``, for the key and both buckets).
 
     Reviewed cdk-nag findings (acknowledged on each bucket): replication (NIST 800-53 R5, HIPAA,
     PCI DSS) on both buckets, and SSE-KMS default encryption on the access-log bucket.
@@ -60,11 +66,16 @@ class ModelBucket(Construct):
         encryption_key: kms.IKey | None = None,
         archive_writers: Sequence[iam.IPrincipal | iam.IGrantable | str] = (),
         noncurrent_version_expiration: Duration = Duration.days(30),
+        retired_archive_expiration: Duration = Duration.days(14),
         abort_incomplete_multipart_upload_after: Duration = Duration.days(1),
         access_log_retention: Duration = Duration.days(365),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
-        checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
+        prefix = checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
+        seconds = retired_archive_expiration.to_seconds()
+        if seconds < 86400 or seconds % 86400:
+            raise ValueError(f"ModelBucket {construct_id}: retired_archive_expiration must be whole days, at least 1, "
+                             f"got {retired_archive_expiration.to_human_string()}")
         super().__init__(scope, construct_id)
         # Grant S3 log delivery through the log bucket's policy, never through an ACL, whatever
         # feature flags the surrounding app sets (ACLs are disabled on both buckets).
@@ -83,6 +94,10 @@ class ModelBucket(Construct):
             removal_policy)
         self.bucket = self._model_bucket(noncurrent_version_expiration, abort_incomplete_multipart_upload_after,
                                          removal_policy)
+        self.bucket.add_lifecycle_rule(id="expire-retired-archives", prefix=prefix,
+                                       tag_filters={RETIRED_TAG[0]: RETIRED_TAG[1]},
+                                       expiration=retired_archive_expiration)
+        self.retired_archive_expiration = retired_archive_expiration
         self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key,
                                       archive_writers=archive_writers)
 

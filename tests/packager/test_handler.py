@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tarfile
+import time
 import urllib.request
 
 import pytest
@@ -129,15 +130,46 @@ def test_create_repeat_update_delete(s3, bucket, source_assets, hub, weights):
     assert sorted(keys_in(s3, bucket)) == sorted([key, new_key])
     assert "weights/unet/config.json" not in archive_members(s3, bucket, new_key)
 
-    # CloudFormation's cleanup Delete of the old physical id removes the old archive only.
+    # CloudFormation's cleanup Delete of the old physical id retires the old archive: it stays
+    # loadable (a client or an instance that still names it) and the lifecycle rule expires it.
+    before_retire = s3.head_object(Bucket=bucket, Key=key)
+    old_bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    time.sleep(1.1)  # Last-Modified has whole seconds
     deleted = handler(cfn_event("Delete", p1, physical_id=created["PhysicalResourceId"]), ctx)
     assert deleted == {"PhysicalResourceId": created["PhysicalResourceId"]}
-    assert keys_in(s3, bucket) == [new_key]
+    # Retiring copies the archive onto itself: lifecycle days count from the retirement, while its
+    # bytes, metadata and content type stay those the packager wrote.
+    after_retire = s3.head_object(Bucket=bucket, Key=key)
+    assert after_retire["LastModified"] > before_retire["LastModified"]
+    assert after_retire["Metadata"] == before_retire["Metadata"]
+    assert after_retire["ContentType"] == before_retire["ContentType"]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == old_bytes
+    assert sorted(keys_in(s3, bucket)) == sorted([key, new_key])
+    old_tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+    assert old_tags["archive-state"] == "retired" and old_tags["sha256"] == data["Sha256"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", old_tags["retired-at"])
+    assert "archive-state" not in {t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key=new_key)["TagSet"]}
 
-    # Stack deletion: the current archive goes too; a second Delete is a no-op.
-    handler(cfn_event("Delete", p2, physical_id=updated["PhysicalResourceId"]), ctx)
-    handler(cfn_event("Delete", p2, physical_id=updated["PhysicalResourceId"]), ctx)
+    # Back to the first inputs (a revert): the retired archive is current again, nothing rebuilt.
+    back = handler(cfn_event("Update", p1, physical_id=updated["PhysicalResourceId"], old_props=p2), ctx)
+    assert back["PhysicalResourceId"] == created["PhysicalResourceId"] and back["Data"]["Skipped"] == "true"
+    assert "archive-state" not in {t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+    # Stack deletion retires the current archive too; a second Delete is a no-op; with
+    # OnDelete: delete the archive goes.
+    handler(cfn_event("Delete", p1, physical_id=created["PhysicalResourceId"]), ctx)
+    handler(cfn_event("Delete", p1, physical_id=created["PhysicalResourceId"]), ctx)
+    assert {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}[
+        "archive-state"] == "retired"
+    handler(cfn_event("Delete", dict(p2, OnDelete="delete"), physical_id=updated["PhysicalResourceId"]), ctx)
+    handler(cfn_event("Delete", dict(p1, OnDelete="delete"), physical_id=created["PhysicalResourceId"]), ctx)
+    handler(cfn_event("Delete", dict(p1, OnDelete="delete"), physical_id=created["PhysicalResourceId"]), ctx)
     assert keys_in(s3, bucket) == []
+
+
+def test_an_unknown_on_delete_is_refused_at_create(s3, bucket, source_assets):
+    with pytest.raises(PackagingFailed, match="OnDelete must be one of retire, delete, got 'keep'"):
+        handler(cfn_event("Create", props(bucket, source_assets, {"kind": "none"}, OnDelete="keep")), FakeContext())
 
 
 def test_delete_never_touches_objects_it_did_not_write(s3, bucket, source_assets, hub):
@@ -164,7 +196,7 @@ def test_delete_after_a_create_that_failed_on_bad_properties_succeeds(s3, bucket
     assert handler(cfn_event("Delete", no_name, physical_id=marker), FakeContext()) == {"PhysicalResourceId": marker}
     # An archive it did write is still removed when an unrelated property is bad.
     good = handler(cfn_event("Create", props(bucket, source_assets, {"kind": "none"})), FakeContext())
-    handler(cfn_event("Delete", bad, physical_id=good["PhysicalResourceId"]), FakeContext())
+    handler(cfn_event("Delete", dict(bad, OnDelete="delete"), physical_id=good["PhysicalResourceId"]), FakeContext())
     assert keys_in(s3, bucket) == [] and uploads_left(s3, bucket) == []
 
 

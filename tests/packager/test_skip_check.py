@@ -90,3 +90,33 @@ def test_an_archive_under_another_kms_key_is_rebuilt_with_the_store_key(s3, buck
     # a key id instead of the ARN names the same key
     key_id = model_key.rsplit("/", 1)[1]
     assert package("tiny", sources, NONE, S3Destination(s3, bucket, "models/", key_id)).skipped
+
+
+@pytest.mark.parametrize("in_parts", [False, True], ids=["copy-object", "upload-part-copy"])
+def test_a_retired_archive_keeps_its_bytes_key_and_metadata_and_is_skipped_again(
+        s3, bucket, model_src, kms_keys, monkeypatch, in_parts):
+    """Retiring copies the archive onto itself (a single CopyObject, or parts above 5 GiB: forced here
+    with a tiny threshold) under the same KMS key, and tags it; the same inputs later make it current."""
+    if in_parts:
+        monkeypatch.setattr(S3Destination, "COPY_PART_THRESHOLD", 1024)
+        monkeypatch.setattr(S3Destination, "COPY_PART_SIZE", 5 << 20)
+    model_key, _ = kms_keys
+    sources = SourceTree.from_dirs(list(model_src))
+    destination = S3Destination(s3, bucket, "models/", model_key)
+    first = package("tiny", sources, NONE, destination)
+    before = s3.head_object(Bucket=bucket, Key=first.key)
+    body = s3.get_object(Bucket=bucket, Key=first.key)["Body"].read()
+
+    assert destination.retire(first.key, "2026-01-02")
+    after = s3.head_object(Bucket=bucket, Key=first.key)
+    assert (after["SSEKMSKeyId"], after["Metadata"], after["ContentType"]) == \
+        (model_key, before["Metadata"], before["ContentType"])
+    assert s3.get_object(Bucket=bucket, Key=first.key)["Body"].read() == body
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]}
+    assert tags == {"sha256": first.sha256, "input-digest": first.input_digest, "archive-state": "retired",
+                    "retired-at": "2026-01-02"}
+    assert not destination.retire("models/tiny-0000000000000000.tar.gz", "2026-01-02")
+
+    again = package("tiny", sources, NONE, destination)
+    assert again.skipped and again.sha256 == first.sha256
+    assert "archive-state" not in {t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]}

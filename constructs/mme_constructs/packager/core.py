@@ -63,6 +63,11 @@ HANDLER_FILE = "handler.py"
 CONFIG_FILE = "model-config.yaml"
 MANIFEST_PATH = "MAR-INF/MANIFEST.json"
 WEIGHTS_DIR = "weights"
+#: The tag a deleted (replaced) archive gets instead of being deleted: it stays loadable for clients
+#: that still name it, and the model bucket's lifecycle rule expires it (``ModelBucket``,
+#: ``retired_archive_expiration``). A build from the same inputs takes the tag off again.
+RETIRED_TAG = ("archive-state", "retired")
+RETIRED_AT_TAG = "retired-at"
 CONTENT_TYPE = "application/gzip"
 READ_CHUNK = 8 << 20
 
@@ -137,6 +142,10 @@ class S3Destination:
     leaves them to the bucket's lifecycle rule).
     """
 
+    #: S3's single CopyObject takes at most 5 GiB; larger archives are copied in parts (UploadPartCopy).
+    COPY_PART_THRESHOLD = 5 << 30
+    COPY_PART_SIZE = 256 << 20
+
     def __init__(self, s3, bucket: str, prefix: str = "models/", kms_key_id: str | None = None, *,
                  clean_stale_uploads: bool = True) -> None:
         self.s3 = s3
@@ -180,7 +189,50 @@ class S3Destination:
         if self._content_sha256(key, budget) != recorded["sha256"]:
             log.warning("%s exists but its bytes do not hash to its recorded sha256; rebuilding it", self.location(key))
             return None
+        if recorded.get(RETIRED_TAG[0]) == RETIRED_TAG[1]:
+            self.finalize(key, recorded["sha256"], size, recorded["input-digest"])  # current again: not expired
+            log.info("%s was retired; its inputs are current again, so it is kept", self.location(key))
         return recorded["sha256"], size
+
+    def retire(self, key: str, today: str) -> bool:
+        """Mark the archive at ``key`` retired on ``today``; ``False`` when it does not exist.
+
+        S3 lifecycle rules count days from an object's creation, not from when it was tagged: an
+        archive current for a month would expire the night after it was retired. So the archive is
+        first copied onto itself (server-side; multipart above 5 GiB through boto3's managed copy,
+        its metadata and encryption kept), which restarts that clock, and then tagged
+        ``archive-state=retired`` + ``retired-at`` next to its own tags.
+        """
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+            tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=key).get("TagSet", [])
+        except Exception as err:  # noqa: BLE001
+            if _missing(err):
+                return False
+            raise UploadError(f"cannot read {self.location(key)} to retire it: {aws_error_message(err)}") from None
+        kept = [t for t in tags if t["Key"] not in (RETIRED_TAG[0], RETIRED_AT_TAG)]
+        try:
+            self._copy_onto_itself(key, head)
+            self.s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": [
+                *kept, {"Key": RETIRED_TAG[0], "Value": RETIRED_TAG[1]}, {"Key": RETIRED_AT_TAG, "Value": today}]})
+        except Exception as err:  # noqa: BLE001
+            raise UploadError(f"cannot retire {self.location(key)}: {aws_error_message(err)}") from None
+        return True
+
+    def _copy_onto_itself(self, key: str, head: Mapping) -> None:
+        """A server-side copy of ``key`` to itself with its metadata, content type and encryption."""
+        from boto3.s3.transfer import TransferConfig  # noqa: PLC0415 - boto3 only where S3 is used
+
+        args = {"MetadataDirective": "REPLACE", "Metadata": dict(head.get("Metadata", {})),
+                "ContentType": head.get("ContentType") or CONTENT_TYPE, "ChecksumAlgorithm": "CRC32"}
+        if head.get("ServerSideEncryption") == "aws:kms":
+            # boto3's managed copy takes no BucketKeyEnabled: the bucket's default applies to the copy.
+            args.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=head["SSEKMSKeyId"])
+        # A fresh CRC32 is asked for so S3 stores a whole-object checksum for the copy, not the
+        # upload's per-part one.
+        config = TransferConfig(multipart_threshold=self.COPY_PART_THRESHOLD, multipart_chunksize=self.COPY_PART_SIZE,
+                                max_concurrency=8, use_threads=True)
+        self.s3.copy({"Bucket": self.bucket, "Key": key}, self.bucket, key, ExtraArgs=args, Config=config)
 
     def _not_ours(self, head: dict, tags: dict[str, str], metadata: Mapping[str, str]) -> str | None:
         """Why the object is not an archive this packager wrote from these inputs (None when it is)."""
@@ -296,6 +348,12 @@ def archive_metadata(the_plan: Plan) -> dict[str, str]:
             "model-name": the_plan.model_name}
 
 
+def _missing(err: Exception) -> bool:
+    """True for S3's "no such key" answer (boto3 ``ClientError``)."""
+    code = getattr(err, "response", {}).get("Error", {}).get("Code")
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
 def _same_key(stored: str | None, wanted: str) -> bool:
     """Whether S3's ``SSEKMSKeyId`` (a key ARN) is the key named ``wanted`` (an ARN or a key id)."""
     return bool(stored) and (stored == wanted or stored.endswith(f":key/{wanted}"))
@@ -313,18 +371,29 @@ def compute_input_digest(model_name: str, sources: SourceTree, weights_identity:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: Top-level names of an archive the packager writes itself: a source file there would clash.
+RESERVED_TOP_LEVEL = (WEIGHTS_DIR, "MAR-INF")
+
+
+def check_sources(sources: SourceTree) -> None:
+    """:class:`~.errors.SourceError` (one line) unless the merged sources have ``handler.py`` at their
+    root and nothing under the names the packager writes itself (``weights/``, ``MAR-INF/``)."""
+    if HANDLER_FILE not in sources.files:
+        raise SourceError(f"the model sources have no {HANDLER_FILE} at their root "
+                          f"(inputs: {', '.join(sorted({f.origin for f in sources.files.values()})) or 'none'})")
+    for path, source in sorted(sources.files.items()):
+        if path.split("/")[0] in RESERVED_TOP_LEVEL:
+            raise SourceError(f"source file {path!r} (in {source.origin}) would clash with the archive's "
+                              f"{path.split('/')[0]}/ folder, which the packager writes")
+
+
 def plan(model_name: str, sources: SourceTree, spec: WeightsSpec, *, gzip_level: int = DEFAULT_GZIP_LEVEL,
          s3=None) -> Plan:
     """Validate the inputs and compute the input digest (lists S3/local weights; no download)."""
     if not MODEL_NAME.match(model_name or ""):
         raise SpecError(f"model name {model_name!r}: 1-63 letters, digits, '_' or '-', starting with a letter "
                         "or digit")
-    if HANDLER_FILE not in sources.files:
-        raise SourceError(f"the model sources have no {HANDLER_FILE} at their root "
-                          f"(inputs: {', '.join(sorted({f.origin for f in sources.files.values()})) or 'none'})")
-    for path in sources.files:
-        if path.split("/")[0] in (WEIGHTS_DIR, "MAR-INF"):
-            raise SourceError(f"source file {path!r} would clash with the archive's {path.split('/')[0]}/ folder")
+    check_sources(sources)
     identity = spec.identity()
     s3_listing = local_listing = None
     if spec.kind == "s3":

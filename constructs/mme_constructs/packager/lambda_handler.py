@@ -15,6 +15,7 @@ Resource properties (strings, as CloudFormation sends them):
 ``KmsKeyId``           optional: SSE-KMS key for the archive
 ``GzipLevel``          optional, default 0
 ``PackagerFormat``     the format version (a change forces an Update)
+``OnDelete``           optional: ``retire`` (default) or ``delete``
 
 Semantics:
 
@@ -23,8 +24,12 @@ Semantics:
   ``Sha256``, ``SizeBytes``, ``Key``, ``S3Uri``, ``InputDigest``, ``Skipped``.
 * **Update**: the same; changed inputs give a new key, hence a new physical id, and CloudFormation
   later sends a Delete for the old one. Unchanged inputs keep the key (no re-upload).
-* **Delete**: remove the object named by the physical id (only a key this packager writes:
-  under ``Prefix``, named ``<name>-<16 hex>.tar.gz``); anything else is left alone.
+* **Delete**: with ``OnDelete: retire`` (the default, also for resources deployed before the
+  property existed) tag the object named by the physical id ``archive-state=retired`` and
+  ``retired-at=<date>``: it stays loadable for clients and instances that still name it, and the
+  bucket's lifecycle rule expires it; a later build from the same inputs takes the tag off. With
+  ``delete``, remove it. Only a key this packager writes (under ``Prefix``, named
+  ``<name>-<16 hex>.tar.gz``) is touched; anything else is left alone.
 * **Time budget**: work stops ``margin`` seconds before the function's own timeout
   (``context.get_remaining_time_in_millis()``), aborts the upload and fails with a reason, so
   the framework always gets an answer to send.
@@ -36,6 +41,7 @@ Tuning (environment): ``MME_PACKAGER_PART_SIZE_MIB`` (16), ``MME_PACKAGER_MAX_IN
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -53,6 +59,8 @@ from .specs import parse_spec
 from .time_budget import Budget
 from .upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
+#: What a Delete does to the archive (resource property ``OnDelete``; the first is the default).
+ON_DELETE = ("retire", "delete")
 log = logging.getLogger("mme_packager")
 # INFO from the packager's own loggers reaches the Lambda runtime's root handler (CloudWatch);
 # the root logger and the AWS SDK stay at their levels.
@@ -112,6 +120,8 @@ def _props(event: dict) -> dict:
         out["GzipLevel"] = -1
     if not 0 <= out["GzipLevel"] <= 9:
         raise SpecError(f"resource property GzipLevel must be 0-9, got {props.get('GzipLevel')!r}")
+    if str(props.get("OnDelete", "retire")) not in ON_DELETE:
+        raise SpecError(f"resource property OnDelete must be one of {', '.join(ON_DELETE)}, got {props.get('OnDelete')!r}")
     return out
 
 
@@ -190,6 +200,12 @@ def _delete(event: dict) -> dict:
         log.info("physical id %r is not an archive this packager wrote; nothing to delete", physical)
         return {"PhysicalResourceId": physical}
     s3, _ = _clients(1)
+    if str(props.get("OnDelete", ON_DELETE[0])) != "delete":
+        destination = S3Destination(s3, bucket, prefix, clean_stale_uploads=False)
+        retired = destination.retire(key, datetime.date.today().isoformat())
+        log.info("retired %s (kept until the bucket's lifecycle rule expires it)" if retired else
+                 "%s is gone already; nothing to retire", physical)
+        return {"PhysicalResourceId": physical}
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as err:  # noqa: BLE001
