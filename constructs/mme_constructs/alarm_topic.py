@@ -13,6 +13,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from mme_constructs._nag import acknowledge
+from mme_constructs.key_policies import add_to_key_policy
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -25,7 +26,8 @@ class AlarmTopic(Construct):
       policy does not let CloudWatch use it. For a key of this stack, its policy gets one
       statement: ``cloudwatch.amazonaws.com`` may ``kms:GenerateDataKey`` and ``kms:Decrypt``
       only with the encryption context ``aws:sns:topicArn`` of this topic. An imported key's
-      policy must already allow that.
+      policy cannot be changed here: synth warns (``mme-constructs:keyPolicyNotChanged``) with the
+      statement its owner must add.
     * TLS only (``enforce_ssl``: the topic policy denies requests without ``aws:SecureTransport``).
     * The topic policy allows ``cloudwatch.amazonaws.com`` to ``sns:Publish`` only for alarms of
       this account and region (``aws:SourceArn``).
@@ -65,12 +67,12 @@ class AlarmTopic(Construct):
                 service="cloudwatch", resource="alarm", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)},
                         "StringEquals": {"aws:SourceAccount": stack.account}},
         ))
-        encryption_key.add_to_resource_policy(iam.PolicyStatement(
+        add_to_key_policy(self, encryption_key, iam.PolicyStatement(
             actions=["kms:GenerateDataKey", "kms:Decrypt"],
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             resources=["*"],  # in a key policy "*" is the key itself
             conditions={"StringEquals": {"kms:EncryptionContext:aws:sns:topicArn": topic_arn}},
-        ))
+        ), purpose=f"CloudWatch alarms publishing to the encrypted topic {topic_name}")
         self.topic_arn = self.topic.topic_arn
         for email in emails:
             subscription = self.topic.add_subscription(subscriptions.EmailSubscription(email))

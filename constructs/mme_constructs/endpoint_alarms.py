@@ -15,7 +15,8 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mme_constructs.multi_model_endpoint import MultiModelEndpointBase
+from mme_constructs.endpoint_base import MultiModelEndpointBase
+from mme_constructs.number_props import number_error, range_rule, shown, validate_when_resolved
 
 _GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 _GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
@@ -67,14 +68,24 @@ class EndpointAlarms(Construct):
     * ``gpu_memory_utilization_percent``: default 90 (GPU multi-model endpoints run on
       single-GPU instance types, so the metric is the percentage of the one GPU's memory).
     * ``disk_utilization_percent``: default 80 (archives are cached on the instance's disk).
-    * ``max_instance_count``: default the endpoint's auto-scaling ``max_capacity``
-      (create the alarms after ``auto_scale_instance_count``); without either, no
-      ``InstancesAtMax`` alarm. ``instances_at_max_for``: default 30 minutes (1-minute periods).
+    * ``max_instance_count``: default the endpoint's auto-scaling ``max_capacity``, also when
+      ``auto_scale_instance_count`` is called after the alarms are made (the alarm is added
+      then); without either, no ``InstancesAtMax`` alarm. ``instances_at_max_for``: default 30
+      minutes (1-minute periods).
+
+    The percentages, the ratio and ``max_instance_count`` may be tokens (a ``CfnParameter``'s
+    ``value_as_number``): checked when they resolve to a number at synth, else by CloudWatch at
+    deploy. Times are ``Duration`` literals.
     * ``period``: default 5 minutes; ``evaluation_periods``: default 3 (every alarm but
       ``InstancesAtMax`` looks at the last ``evaluation_periods`` periods).
     * ``alarm_name_prefix``: default the endpoint name; alarm names are ``<prefix>-<what>``.
+    * ``use_for_rollback``: default ``True``: the 5xx rate and latency alarms become the owned
+      endpoint's rollback alarms (``MultiModelEndpoint.add_rollback_alarms``), which a
+      ``deployment`` watches while it bakes.
 
-    Attributes: ``alarms`` (construct id -> ``cloudwatch.Alarm``), ``endpoint``, ``topic``.
+    Attributes: ``alarms`` (construct id -> ``cloudwatch.Alarm``), ``endpoint``, ``topic``,
+    ``rollback_alarms`` (the 5xx rate and latency alarms that are made: what an endpoint's
+    deployment rolls back on, see ``EndpointDeployment``).
     """
 
     def __init__(
@@ -95,9 +106,8 @@ class EndpointAlarms(Construct):
         period: Duration = Duration.minutes(5),
         evaluation_periods: int = 3,
         alarm_name_prefix: str | None = None,
+        use_for_rollback: bool = True,
     ) -> None:
-        if max_instance_count is None and endpoint.scalable_instance_count is not None:
-            max_instance_count = endpoint.scalable_instance_count.max_capacity
         props = dict(server_error_rate_percent=server_error_rate_percent, model_latency_p90=model_latency_p90,
                      model_loading_wait_p90=model_loading_wait_p90, cache_hit_ratio_min=cache_hit_ratio_min,
                      gpu_memory_utilization_percent=gpu_memory_utilization_percent,
@@ -105,32 +115,62 @@ class EndpointAlarms(Construct):
                      instances_at_max_for=instances_at_max_for, period=period, evaluation_periods=evaluation_periods)
         _check_props(construct_id, endpoint, props)
         super().__init__(scope, construct_id)
+        for key, _low, _high, rule, requirement in _NUMBER_PROPS:
+            if props[key] is not None:
+                validate_when_resolved(self, key, props[key], rule, requirement)
         self.endpoint = endpoint
         self.topic = topic
         self._prefix = alarm_name_prefix or endpoint.endpoint_name
+        self._actions: tuple[list, list] = ([], [])
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for spec in _specs(endpoint, props):
             self._add(spec)
+        if max_instance_count is None and props["instances_at_max_for"] is not None:
+            minutes = int(props["instances_at_max_for"].to_minutes())
+            endpoint.on_auto_scaling(lambda scaling: self._add(_at_max(endpoint, scaling.max_capacity, minutes)))
         if topic is not None:
             self.add_alarm_action(cw_actions.SnsAction(topic))
             self.add_ok_action(cw_actions.SnsAction(topic))
+        if use_for_rollback and hasattr(endpoint, "add_rollback_alarms"):
+            endpoint.add_rollback_alarms(*self.rollback_alarms)
 
-    def _add(self, spec: _Alarm) -> None:
-        self.alarms[spec.construct_id] = cloudwatch.Alarm(
+    def _add(self, spec: _Alarm | None) -> None:
+        if spec is None or spec.construct_id in self.alarms:
+            return
+        alarm = cloudwatch.Alarm(
             self, spec.construct_id, metric=spec.metric, threshold=spec.threshold,
             comparison_operator=spec.comparison, treat_missing_data=spec.missing_data,
             evaluation_periods=spec.evaluation_periods, datapoints_to_alarm=spec.datapoints_to_alarm,
             alarm_name=f"{self._prefix}-{spec.name_suffix}", alarm_description=spec.description)
+        alarm.add_alarm_action(*self._actions[0])
+        alarm.add_ok_action(*self._actions[1])
+        self.alarms[spec.construct_id] = alarm
+        for listener in getattr(self, "_listeners", []):
+            listener(alarm)
+
+    def on_alarm_added(self, listener) -> None:
+        """Call ``listener(alarm)`` for every alarm, made now or later (an ``InstancesAtMax`` alarm
+        that waits for the endpoint's auto scaling)."""
+        self._listeners = [*getattr(self, "_listeners", []), listener]
+        for alarm in self.alarms.values():
+            listener(alarm)
 
     def add_alarm_action(self, *actions: cloudwatch.IAlarmAction) -> None:
-        """Run ``actions`` when any of the alarms goes to ALARM."""
+        """Run ``actions`` when any of the alarms (also one added later) goes to ALARM."""
+        self._actions[0].extend(actions)
         for alarm in self.alarms.values():
             alarm.add_alarm_action(*actions)
 
     def add_ok_action(self, *actions: cloudwatch.IAlarmAction) -> None:
-        """Run ``actions`` when any of the alarms returns to OK."""
+        """Run ``actions`` when any of the alarms (also one added later) returns to OK."""
+        self._actions[1].extend(actions)
         for alarm in self.alarms.values():
             alarm.add_ok_action(*actions)
+
+    @property
+    def rollback_alarms(self) -> list[cloudwatch.Alarm]:
+        """The alarms a deployment rolls back on: the 5xx error rate and the latency p90 (those made)."""
+        return [self.alarms[k] for k in ("ServerErrorRate", "ModelLatencyP90") if k in self.alarms]
 
     @property
     def alarm_list(self) -> list[cloudwatch.Alarm]:
@@ -143,6 +183,9 @@ def _specs(endpoint: MultiModelEndpointBase, props: dict) -> list[_Alarm]:
     period, periods = props["period"], props["evaluation_periods"]
     at_max_for = props["instances_at_max_for"]
     minutes = int(at_max_for.to_minutes()) if at_max_for is not None else None
+    max_count = props["max_instance_count"]
+    if max_count is None and endpoint.scalable_instance_count is not None:
+        max_count = endpoint.scalable_instance_count.max_capacity
     specs = [
         _server_errors(endpoint, props["server_error_rate_percent"], period, periods),
         _latency(endpoint, props["model_latency_p90"], period, periods),
@@ -150,7 +193,7 @@ def _specs(endpoint: MultiModelEndpointBase, props: dict) -> list[_Alarm]:
         _cache_hits(endpoint, props["cache_hit_ratio_min"], period, periods),
         _gpu_memory(endpoint, props["gpu_memory_utilization_percent"], period, periods),
         _disk(endpoint, props["disk_utilization_percent"], period, periods),
-        _at_max(endpoint, props["max_instance_count"], minutes),
+        _at_max(endpoint, max_count, minutes),
     ]
     return [s for s in specs if s is not None]
 
@@ -158,11 +201,15 @@ def _specs(endpoint: MultiModelEndpointBase, props: dict) -> list[_Alarm]:
 def _server_errors(endpoint, percent, period, periods) -> _Alarm | None:
     if percent is None:
         return None
+    ratio = endpoint.metric_invocation_5xx_errors(statistic="Average", period=period)
+    if Token.is_unresolved(percent):  # a parameter cannot be divided in the template: compare percentages
+        metric, threshold = cloudwatch.MathExpression(expression="100 * ratio", using_metrics={"ratio": ratio},
+                                                      label="5xx % of requests", period=period), percent
+    else:
+        metric, threshold = ratio, percent / 100
     return _Alarm(
-        "ServerErrorRate", "5xx-error-rate",
-        endpoint.metric_invocation_5xx_errors(statistic="Average", period=period), percent / 100, _GT,
-        _NOT_BREACHING, periods, min(2, periods),
-        f"More than {percent:g} % of requests end in a 5xx (the container failed: a model failed to load, "
+        "ServerErrorRate", "5xx-error-rate", metric, threshold, _GT, _NOT_BREACHING, periods, min(2, periods),
+        f"More than {shown(percent)} % of requests end in a 5xx (the container failed: a model failed to load, "
         "ran out of GPU memory or raised). Check the endpoint's log group for the failing model first.")
 
 
@@ -198,7 +245,8 @@ def _cache_hits(endpoint, ratio: float | None, period, periods) -> _Alarm | None
         "CacheHitRatioLow", "cache-hit-ratio-low",
         endpoint.metric_model_cache_hit(statistic="Average", period=period), ratio, _LT,
         _NOT_BREACHING, periods, periods,
-        f"Fewer than {ratio:.0%} of requests found their model loaded, in each of {periods} periods: the "
+        f"Fewer than {shown(ratio, '{:.0%}', 'the configured share')} of requests found their model loaded, in "
+        f"each of {periods} periods: the "
         "instances are thrashing (more hot models than fit in memory). Add instances or a larger instance type.")
 
 
@@ -209,7 +257,7 @@ def _gpu_memory(endpoint, percent: float | None, period, periods) -> _Alarm | No
         "GpuMemoryHigh", "gpu-memory-high",
         endpoint.metric_gpu_memory_utilization(statistic="Maximum", period=period), percent, _GT,
         _IGNORE, periods, periods,
-        f"An instance uses more than {percent:g} % of its GPU's memory: the next model load will evict a "
+        f"An instance uses more than {shown(percent)} % of its GPU's memory: the next model load will evict a "
         "loaded model.")
 
 
@@ -220,7 +268,7 @@ def _disk(endpoint, percent: float | None, period, periods) -> _Alarm | None:
         "DiskHigh", "disk-high",
         endpoint.metric_disk_utilization(statistic="Maximum", period=period), percent, _GT,
         _IGNORE, periods, periods,
-        f"An instance's disk is more than {percent:g} % full: SageMaker keeps the downloaded archives there; "
+        f"An instance's disk is more than {shown(percent)} % full: SageMaker keeps the downloaded archives there; "
         "new downloads may fail or evict.")
 
 
@@ -241,14 +289,20 @@ def _microseconds(duration: Duration) -> float:
     return duration.to_milliseconds() * 1000
 
 
+#: The number props: (name, low, high, rule, requirement), each in (low, high].
+_NUMBER_PROPS = [(key, low, high, range_rule(low, high), f"in ({low:g}, {high:g}]") for key, low, high in (
+    ("server_error_rate_percent", 0, 100), ("cache_hit_ratio_min", 0, 1),
+    ("gpu_memory_utilization_percent", 0, 100), ("disk_utilization_percent", 0, 100))]
+
+
 def _check_props(construct_id: str, endpoint: MultiModelEndpointBase, props: dict) -> None:
-    """Every invalid prop of an EndpointAlarms, named, in one ``ValueError``."""
+    """Every invalid prop of an EndpointAlarms, named, in one ``ValueError`` (tokens: when resolved)."""
     errors = []
-    for key, low, high in (("server_error_rate_percent", 0, 100), ("cache_hit_ratio_min", 0, 1),
-                           ("gpu_memory_utilization_percent", 0, 100), ("disk_utilization_percent", 0, 100)):
-        value = props[key]
-        if value is not None and not low < value <= high:
-            errors.append(f"{key} must be in ({low:g}, {high:g}], got {value:g}")
+    for key, _low, _high, rule, requirement in _NUMBER_PROPS:
+        if props[key] is not None:
+            error = number_error(key, props[key], rule, requirement)
+            if error:
+                errors.append(error)
     for key in ("model_latency_p90", "model_loading_wait_p90"):
         if props[key] is not None and props[key].to_milliseconds() <= 0:
             errors.append(f"{key} must be longer than 0 ms")

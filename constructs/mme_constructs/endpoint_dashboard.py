@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import jsii
 from aws_cdk import Aws, CfnMapping, Duration, Fn, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from mme_constructs.endpoint_alarms import EndpointAlarms
-from mme_constructs.multi_model_endpoint import MultiModelEndpointBase
+from mme_constructs.endpoint_base import MultiModelEndpointBase
 
 _DASHBOARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _LATENCY_STATISTICS = ("p50", "p90", "p99")
@@ -69,15 +70,12 @@ class EndpointDashboard(Construct):
         super().__init__(scope, construct_id)
         self.endpoint = endpoint
         self._period = period
-        scaling = endpoint.scalable_instance_count
-        if scaling is not None:
-            min_instance_count = scaling.min_capacity if min_instance_count is None else min_instance_count
-            max_instance_count = scaling.max_capacity if max_instance_count is None else max_instance_count
+        self._bounds = (min_instance_count, max_instance_count)
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=dashboard_name, default_interval=default_interval,
             period_override=cloudwatch.PeriodOverride.AUTO)
         self.dashboard.add_widgets(*self._header(alarms))
-        self.dashboard.add_widgets(self._requests(), self._instances(min_instance_count, max_instance_count))
+        self.dashboard.add_widgets(self._requests(), _RenderedAtSynth(12, 6, self._instances))
         self.dashboard.add_widgets(
             self._milliseconds("Model latency: time in the container (ms)", endpoint.metric_model_latency, "model"),
             self._milliseconds("Overhead latency: SageMaker's own time (ms)", endpoint.metric_overhead_latency,
@@ -109,9 +107,9 @@ class EndpointDashboard(Construct):
                 "are % of the instance's one GPU, CPU utilization is summed over its vCPUs. Per-model metrics do not exist: a slow model shows "
                 "in the endpoint's log group.")
         widgets: list[cloudwatch.IWidget] = [cloudwatch.TextWidget(markdown=text, width=24, height=2)]
-        if alarms is not None and alarms.alarm_list:
-            widgets.append(cloudwatch.AlarmStatusWidget(alarms=alarms.alarm_list, title="Alarms", width=24,
-                                                        height=3))
+        if alarms is not None:  # rendered at synth: alarms added later (InstancesAtMax) are listed too
+            widgets.append(_RenderedAtSynth(24, 3, lambda: cloudwatch.AlarmStatusWidget(
+                alarms=alarms.alarm_list, title="Alarms", width=24, height=3) if alarms.alarm_list else None))
         return widgets
 
     def _requests(self) -> cloudwatch.GraphWidget:
@@ -124,7 +122,14 @@ class EndpointDashboard(Construct):
             left_y_axis=cloudwatch.YAxisProps(label="requests", min=0, show_units=False),
             right_y_axis=cloudwatch.YAxisProps(label="errors", min=0, show_units=False))
 
-    def _instances(self, low: int | None, high: int | None) -> cloudwatch.GraphWidget:
+    def _instances(self) -> cloudwatch.GraphWidget:
+        """Instances in service, with the autoscaling bounds as lines (the props, else the endpoint's
+        scaling when it exists by synth)."""
+        low, high = self._bounds
+        scaling = self.endpoint.scalable_instance_count
+        if scaling is not None:
+            low = scaling.min_capacity if low is None else low
+            high = scaling.max_capacity if high is None else high
         annotations = [cloudwatch.HorizontalAnnotation(value=v, label=label)
                        for v, label in ((high, "autoscaling maximum"), (low, "autoscaling minimum"))
                        if v is not None and not Token.is_unresolved(v)]
@@ -185,6 +190,42 @@ class EndpointDashboard(Construct):
             right=[e.metric_cpu_utilization(period=p, label="CPU, average (summed over vCPUs)")],
             left_y_axis=cloudwatch.YAxisProps(label="%", min=0, max=100, show_units=False),
             right_y_axis=cloudwatch.YAxisProps(label="CPU % summed over vCPUs", min=0, show_units=False))
+
+
+@jsii.implements(cloudwatch.IWidget)
+class _RenderedAtSynth:
+    """A widget of a fixed size built when the dashboard body is rendered (at synth), so it shows what
+    was added to the app after the dashboard was made; ``build`` may return ``None`` (nothing shown)."""
+
+    def __init__(self, width: int, height: int, build: Callable[[], cloudwatch.IWidget | None]) -> None:
+        self._width, self._height, self._build = width, height, build
+        self._x = self._y = 0
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def warnings(self) -> list[str] | None:
+        return None
+
+    @property
+    def warnings_v2(self) -> dict[str, str] | None:
+        return None
+
+    def position(self, x: int, y: int) -> None:
+        self._x, self._y = x, y
+
+    def to_json(self) -> list:
+        widget = self._build()
+        if widget is None:
+            return []
+        widget.position(self._x, self._y)
+        return widget.to_json()
 
 
 def _console_domain(scope: Construct) -> str:

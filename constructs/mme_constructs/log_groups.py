@@ -16,11 +16,13 @@ would otherwise refer to the log group and the log group to the key (a dependenc
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, RemovalPolicy, Resource, Stack
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from mme_constructs.key_policies import add_to_key_policy, owned_by
 
 #: What CloudWatch Logs does with a log group's key (``kms:Describe*`` is ``kms:DescribeKey`` on a key).
 LOGS_KEY_ACTIONS = (
@@ -44,13 +46,14 @@ def default_log_key(scope: Construct, key: kms.IKey | None) -> kms.IKey | None:
     """``key`` when the construct can add CloudWatch Logs to its policy (a key created in ``scope``'s
     stack); otherwise ``None``: an imported key's policy cannot be changed from here, and a log
     group encrypted with a key that does not allow CloudWatch Logs fails to deploy."""
-    if key is not None and Resource.is_owned_resource(key) and Stack.of(key) is Stack.of(scope):
+    if key is not None and owned_by(scope, key):
         return key
     return None
 
 
 def allow_cloudwatch_logs(key: kms.IKey, scope: Construct, log_group_name: str) -> bool:
-    """Add the key policy statement for one log group; ``False`` for an imported key (unchanged)."""
+    """Add the key policy statement for one log group; ``False`` for an imported key (unchanged, and
+    a synth warning with the statement its owner must add)."""
     stack = Stack.of(scope)
     statement = iam.PolicyStatement(
         actions=list(LOGS_KEY_ACTIONS),
@@ -58,7 +61,7 @@ def allow_cloudwatch_logs(key: kms.IKey, scope: Construct, log_group_name: str) 
         resources=["*"],  # in a key policy "*" is the key itself
         conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn(scope, log_group_name)}},
     )
-    return key.add_to_resource_policy(statement).statement_added
+    return add_to_key_policy(scope, key, statement, purpose=f"CloudWatch Logs encrypting log group {log_group_name}")
 
 
 def owned_log_group(scope: Construct, construct_id: str, *, log_group_name: str, retention: logs.RetentionDays,

@@ -12,8 +12,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
-from mme_constructs.packager.key_prefix import checked_key_prefix
 from mme_constructs._nag import acknowledge_wildcards
+from mme_constructs.key_policies import keys_differ
+from mme_constructs.packager.key_prefix import checked_key_prefix
 
 #: Object actions the packager needs on its own archives (multipart upload, HEAD, tags, delete).
 ARCHIVE_WRITE_ACTIONS = (
@@ -70,9 +71,11 @@ class ModelStore:
     * ``bucket``: any ``s3.IBucket``, owned, imported or from another stack (tokens allowed);
     * ``model_prefix``: key prefix of the archives, default ``models/`` (normalised to end with
       ``/``; a literal, since IAM conditions and archive keys are derived from it);
-    * ``encryption_key``: the bucket's SSE-KMS key, default none (SSE-S3 buckets). Readers get
-      ``kms:Decrypt`` and writers ``kms:GenerateDataKey`` on it, only through S3 and only for
-      this bucket (``kms:ViaService``, ``kms:EncryptionContext:aws:s3:arn``);
+    * ``encryption_key``: the bucket's SSE-KMS key, default the bucket's own ``encryption_key``
+      (an owned bucket's, or the one given to ``Bucket.from_bucket_attributes``), else none
+      (SSE-S3 buckets). A key other than the bucket's is refused. Readers get ``kms:Decrypt`` and
+      writers ``kms:GenerateDataKey`` on it, only through S3 and only for this bucket
+      (``kms:ViaService``, ``kms:EncryptionContext:aws:s3:arn``);
     * ``archive_writers``: principals besides the stack's packager that may write archives
       (roles, users, or their ARNs; e.g. the operators who run ``mme package --out s3://...``),
       default none.
@@ -97,9 +100,14 @@ class ModelStore:
                  archive_writers: Sequence[iam.IPrincipal | iam.IGrantable | str] = ()) -> None:
         if Token.is_unresolved(model_prefix):
             raise ValueError("model_prefix must be a literal key prefix like 'models/', not a token")
+        bucket_key = getattr(bucket, "encryption_key", None)
+        if encryption_key is not None and bucket_key is not None and keys_differ(encryption_key, bucket_key):
+            raise ValueError(f"ModelStore: encryption_key {encryption_key.node.path} is not the key of bucket "
+                             f"{bucket.node.path} ({bucket_key.node.path}): give the bucket's key, or leave "
+                             "encryption_key out to use it")
         self.bucket = bucket
         self.model_prefix = checked_key_prefix(model_prefix, "model_prefix")
-        self.encryption_key = encryption_key
+        self.encryption_key = encryption_key or bucket_key
         self._writer_arns: list[str] = []
         for writer in archive_writers:
             self.add_archive_writer(writer)

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import Protocol
 
 from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IConstruct
 
-if TYPE_CHECKING:
-    from mme_constructs.multi_model_endpoint import MultiModelEndpointBase
+from mme_constructs.number_props import check_number, range_rule
+
+
+class ScalableEndpoint(Protocol):
+    """What scaling needs of an endpoint (``MultiModelEndpoint`` and its imports have it)."""
+
+    endpoint_name: str
+    variant_name: str
+
+    @property
+    def scaling_dependency(self) -> IConstruct | None: ...
+
+    def metric_gpu_utilization(self, **props) -> cloudwatch.Metric: ...
 
 DEFAULT_SCALE_OUT_COOLDOWN = Duration.minutes(2)
 DEFAULT_SCALE_IN_COOLDOWN = Duration.minutes(15)
@@ -39,7 +52,7 @@ class ScalableInstanceCount(Construct):
     ``scale_on_schedule`` and ``scale_on_metric`` work too), ``min_capacity``, ``max_capacity``.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, endpoint: "MultiModelEndpointBase",
+    def __init__(self, scope: Construct, construct_id: str, *, endpoint: ScalableEndpoint,
                  max_capacity: int, min_capacity: int = 1) -> None:
         errors = []
         literal = not (Token.is_unresolved(min_capacity) or Token.is_unresolved(max_capacity))
@@ -73,11 +86,10 @@ class ScalableInstanceCount(Construct):
                              disable_scale_in: bool = False,
                              policy_name: str | None = None) -> appscaling.TargetTrackingScalingPolicy:
         """Track ``invocations_per_instance`` invocations per instance per minute."""
-        errors = []
-        if not Token.is_unresolved(invocations_per_instance) and invocations_per_instance <= 0:
-            errors.append(f"invocations_per_instance must be > 0, got {invocations_per_instance}")
+        errors = check_number(self, "invocations_per_instance", invocations_per_instance,
+                              range_rule(0, math.inf), "> 0")
         return self._track("scale_on_invocations", errors, construct_id, dict(
-            target_value=float(invocations_per_instance),
+            target_value=invocations_per_instance,
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
             disable_scale_in=disable_scale_in, policy_name=policy_name))
@@ -89,11 +101,10 @@ class ScalableInstanceCount(Construct):
                                  disable_scale_in: bool = False,
                                  policy_name: str | None = None) -> appscaling.TargetTrackingScalingPolicy:
         """Track ``target_utilization_percent`` of the instance's one GPU."""
-        errors = []
-        if not 0 < target_utilization_percent <= 100:
-            errors.append(f"target_utilization_percent is a percentage in (0, 100], got {target_utilization_percent}")
+        errors = check_number(self, "target_utilization_percent", target_utilization_percent, range_rule(0, 100),
+                              "a percentage in (0, 100]")
         return self._track("scale_on_gpu_utilization", errors, construct_id, dict(
-            target_value=float(target_utilization_percent),
+            target_value=target_utilization_percent,
             custom_metric=self.endpoint.metric_gpu_utilization(period=Duration.minutes(1)),
             scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
             disable_scale_in=disable_scale_in, policy_name=policy_name))
