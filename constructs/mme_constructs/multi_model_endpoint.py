@@ -5,24 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Annotations, ArnFormat, Duration, Names, RemovalPolicy, Resource, Stack, Token
+import jsii
+from aws_cdk import Annotations, ArnFormat, Duration, IStableAnyProducer, Lazy, Names, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
-from constructs import Construct, IConstruct
+from constructs import Construct, IConstruct, IValidation
 
 from mme_constructs._nag import acknowledge, acknowledge_wildcards
 from mme_constructs._network import network_errors, resolve_network
-from mme_constructs.endpoint_metrics import (
-    INSTANCE_NAMESPACE,
-    INVOCATION_NAMESPACE,
-    documented_metric,
-    endpoint_metric,
-    instance_count,
-)
+from mme_constructs.deployment import EndpointDeployment
+from mme_constructs.endpoint_base import MultiModelEndpointBase
+from mme_constructs.endpoint_metrics import INSTANCE_NAMESPACE
 from mme_constructs.gpu_runtime import ami_error, architecture_error, default_inference_ami
 from mme_constructs.instance_types import (
     DEFAULT_INSTANCE_TYPE,
@@ -32,7 +29,6 @@ from mme_constructs.instance_types import (
 )
 from mme_constructs.log_groups import default_log_key, log_group_arn, owned_log_group
 from mme_constructs.model_store import ModelStore
-from mme_constructs.scaling import ScalableInstanceCount
 from mme_constructs.serving_image import ServingImage
 
 # SageMaker's pattern for endpoint and variant names
@@ -40,137 +36,6 @@ _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _TIMEOUT_RANGE_S = (60, 3600)  # ContainerStartupHealthCheckTimeout / ModelDataDownloadTimeout
 #: Prefix of the log group SageMaker writes an endpoint's container logs to (streams named at run time)
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
-
-
-class MultiModelEndpointBase(Resource):
-    """What an owned and an imported multi-model endpoint share: invoke grants, metrics, scaling.
-
-    Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``gpu_instance_type``
-    (the instance type's facts, ``None`` when an import did not name it).
-    """
-
-    endpoint_name: str
-    endpoint_arn: str
-    variant_name: str
-    gpu_instance_type: GpuInstanceType | None = None
-    _scalable_instance_count: ScalableInstanceCount | None = None
-
-    @property
-    def scaling_dependency(self) -> IConstruct | None:
-        """What a scalable target must wait for (the owned endpoint; nothing for an import)."""
-        return None
-
-    @property
-    def scalable_instance_count(self) -> ScalableInstanceCount | None:
-        """What :meth:`auto_scale_instance_count` returned, ``None`` before (or without) it."""
-        return self._scalable_instance_count
-
-    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Allow ``sagemaker:InvokeEndpoint`` on this endpoint only (MMEs have no async invocation)."""
-        return iam.Grant.add_to_principal(grantee=grantee, actions=["sagemaker:InvokeEndpoint"],
-                                          resource_arns=[self.endpoint_arn])
-
-    def metric(self, metric_name: str, *, namespace: str = INVOCATION_NAMESPACE, **props) -> cloudwatch.Metric:
-        """Any metric of this variant (dimensions ``EndpointName``, ``VariantName``); default statistic Sum.
-
-        ``props`` are ``cloudwatch.MetricOptions`` keywords (``statistic``, ``period``, ``unit``,
-        ``label``, ``dimensions_map`` to add dimensions, ...).
-        """
-        return endpoint_metric(self.endpoint_name, self.variant_name, metric_name, namespace=namespace, **props)
-
-    def _documented(self, key: str, props: dict) -> cloudwatch.Metric:
-        return documented_metric(self.endpoint_name, self.variant_name, key, **props)
-
-    def metric_invocations(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``Invocations`` (unit None), Sum."""
-        return self._documented("invocations", props)
-
-    def metric_invocations_per_instance(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``InvocationsPerInstance`` (unit None), Sum."""
-        return self._documented("invocations_per_instance", props)
-
-    def metric_model_latency(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelLatency`` (Microseconds), Average."""
-        return self._documented("model_latency", props)
-
-    def metric_overhead_latency(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``OverheadLatency`` (Microseconds), Average."""
-        return self._documented("overhead_latency", props)
-
-    def metric_invocation_4xx_errors(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``Invocation4XXErrors`` (unit None), Sum."""
-        return self._documented("invocation_4xx_errors", props)
-
-    def metric_invocation_5xx_errors(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``Invocation5XXErrors`` (unit None), Sum."""
-        return self._documented("invocation_5xx_errors", props)
-
-    def metric_model_loading_wait_time(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelLoadingWaitTime`` (Microseconds), Average: requests waiting for a load."""
-        return self._documented("model_loading_wait_time", props)
-
-    def metric_model_downloading_time(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelDownloadingTime`` (Microseconds), Average: archive download from S3."""
-        return self._documented("model_downloading_time", props)
-
-    def metric_model_loading_time(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelLoadingTime`` (Microseconds), Average: the container's load call."""
-        return self._documented("model_loading_time", props)
-
-    def metric_model_unloading_time(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelUnloadingTime`` (Microseconds), Average: the container's unload call."""
-        return self._documented("model_unloading_time", props)
-
-    def metric_model_cache_hit(self, **props) -> cloudwatch.Metric:
-        """``AWS/SageMaker`` ``ModelCacheHit`` (unit None), Average: the ratio of requests served by a loaded model."""
-        return self._documented("model_cache_hit", props)
-
-    def metric_loaded_model_count(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``LoadedModelCount`` (unit None), Average: models loaded per instance."""
-        return self._documented("loaded_model_count", props)
-
-    def metric_cpu_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``CPUUtilization`` (Percent, summed over cores), Average."""
-        return self._documented("cpu_utilization", props)
-
-    def metric_memory_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``MemoryUtilization`` (Percent), Average."""
-        return self._documented("memory_utilization", props)
-
-    def metric_disk_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``DiskUtilization`` (Percent), Average."""
-        return self._documented("disk_utilization", props)
-
-    def metric_gpu_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``GPUUtilization`` (Percent of the instance's one GPU), Average."""
-        return self._documented("gpu_utilization", props)
-
-    def metric_gpu_memory_utilization(self, **props) -> cloudwatch.Metric:
-        """``/aws/sagemaker/Endpoints`` ``GPUMemoryUtilization`` (Percent of the one GPU's memory), Average."""
-        return self._documented("gpu_memory_utilization", props)
-
-    def metric_instance_count(self, *, period: Duration = Duration.minutes(1)) -> cloudwatch.MathExpression:
-        """Instances in service: the per-minute sample count of ``CPUUtilization`` (each instance
-        reports once a minute, idle or not), as a ``MathExpression`` that stays right for any period."""
-        return instance_count(self.endpoint_name, self.variant_name, period=period)
-
-    def auto_scale_instance_count(self, *, max_capacity: int, min_capacity: int = 1) -> ScalableInstanceCount:
-        """Register the variant with Application Auto Scaling; add policies on the result.
-
-        Once per endpoint. For an owned endpoint ``min_capacity`` may not exceed and
-        ``max_capacity`` may not be below its ``initial_instance_count``.
-        """
-        errors = self._scaling_errors(min_capacity, max_capacity)
-        if self._scalable_instance_count is not None:
-            errors.append("auto scaling is already enabled for this endpoint")
-        if errors:
-            raise ValueError(f"{self.node.path}: auto_scale_instance_count: " + "; ".join(errors))
-        self._scalable_instance_count = ScalableInstanceCount(
-            self, "InstanceCount", endpoint=self, min_capacity=min_capacity, max_capacity=max_capacity)
-        return self._scalable_instance_count
-
-    def _scaling_errors(self, min_capacity: int, max_capacity: int) -> list[str]:
-        return []
 
 
 class MultiModelEndpoint(MultiModelEndpointBase):
@@ -196,6 +61,9 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     * ``vpc`` + ``vpc_subnets`` (default: the VPC's private subnets) + ``security_groups``
       (default: one new group, all outbound): places the model in a VPC. Without ``vpc``, give
       ``vpc_subnets=SubnetSelection(subnets=[...])`` and ``security_groups`` (imports) together.
+      ``allow_all_outbound`` (default ``True``): ``False`` gives the new group no outbound rule;
+      add the ones the endpoint needs through ``connections`` (S3 for the archives, ECR and
+      CloudWatch Logs, by gateway or interface endpoints). Ignored for given groups.
     * ``environment``: container environment variables, default none.
     * ``inference_ami_version``: the host image SageMaker runs the container on (its NVIDIA
       driver), one of ``mme_constructs.gpu_runtime.INFERENCE_AMIS``; default the first AMI of
@@ -236,11 +104,23 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     ``KmsKeyId``; that finding of the NIST 800-53 R5, HIPAA and PCI DSS packs is acknowledged on
     ``cfn_endpoint_config`` with that reason (and only then).
 
+    Imports: :meth:`from_endpoint_name`, :meth:`from_endpoint_arn`, :meth:`from_endpoint_attributes`.
+
+    Rollouts: ``deployment`` (an :class:`~mme_constructs.deployment.EndpointDeployment`; default
+    none: SageMaker replaces the fleet without guardrails or rollback) and ``rollback_alarms``
+    (CloudWatch alarms that roll an update back while it bakes, at most 10; ``EndpointAlarms`` adds
+    its 5xx-rate and latency alarms by itself). A stepped policy (canary, linear, rolling) is checked
+    against ``initial_instance_count`` and, once autoscaling is enabled, its ``min_capacity`` and
+    ``max_capacity``.
+
     Attributes: ``endpoint_name``, ``endpoint_arn``, ``variant_name``, ``instance_type``,
     ``gpu_instance_type``, ``inference_ami_version``, ``initial_instance_count``, ``role``, ``grant_principal``,
     ``model_store``, ``image``, ``model_data_url``, ``security_groups``, ``connections`` (VPC
     only), ``volume_kms_key_set``, ``log_group``, ``execution_policy`` (``None`` for a given
-    role), ``cfn_model``, ``cfn_endpoint_config``, ``cfn_endpoint``.
+    role), ``deployment``, ``rollback_alarms``, ``cfn_model``, ``cfn_endpoint_config``,
+    ``cfn_endpoint``; and those of :class:`~mme_constructs.endpoint_base.MultiModelEndpointBase`
+    (``endpoint_ref``, ``invoker_roles``, ``grant_invoke``, ``add_invoker_role``, ``metric_*``,
+    ``auto_scale_instance_count``, ``on_auto_scaling``).
     """
 
     def __init__(
@@ -259,8 +139,11 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         vpc: ec2.IVpc | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+        allow_all_outbound: bool = True,
         environment: Mapping[str, str] | None = None,
         inference_ami_version: str | None = None,
+        deployment: EndpointDeployment | None = None,
+        rollback_alarms: Sequence[cloudwatch.IAlarm] = (),
         container_startup_health_check_timeout: Duration = Duration.minutes(10),
         model_data_download_timeout: Duration = Duration.minutes(20),
         model_cache_enabled: bool = True,
@@ -275,7 +158,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
                      container_startup_health_check_timeout=container_startup_health_check_timeout,
                      model_data_download_timeout=model_data_download_timeout,
                      volume_encryption_key=volume_encryption_key, image=image,
-                     inference_ami_version=inference_ami_version)
+                     inference_ami_version=inference_ami_version, deployment=deployment)
         super().__init__(scope, construct_id, physical_name=endpoint_name)
         self.endpoint_name = endpoint_name or Names.unique_resource_name(self, max_length=63, separator="-")
         self.variant_name = variant_name
@@ -296,6 +179,7 @@ class MultiModelEndpoint(MultiModelEndpointBase):
             removal_policy=log_removal_policy)
         self.security_groups, subnet_ids = resolve_network(
             self, vpc=vpc, vpc_subnets=vpc_subnets, security_groups=security_groups,
+            allow_all_outbound=allow_all_outbound,
             description="SageMaker multi-model endpoint: reaches S3, ECR and logs, accepts nothing")
         self.cfn_model = self._create_model(network_isolation, subnet_ids, environment, model_cache_enabled)
         key = volume_encryption_key or model_store.encryption_key
@@ -311,9 +195,16 @@ class MultiModelEndpoint(MultiModelEndpointBase):
                 "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured",
                 "HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
                 "PCI.DSS.321-SageMakerEndpointConfigurationKMSKeyConfigured")
+        self.deployment = deployment
+        self._rollback_alarms: list[cloudwatch.IAlarm] = []
         self.cfn_endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.cfn_endpoint_config.attr_endpoint_config_name)
+        if deployment is not None:  # rendered at synth, with the rollback alarms added until then
+            self.cfn_endpoint.add_property_override("DeploymentConfig", Lazy.any(_DeploymentConfig(self)))
+        self.add_rollback_alarms(*rollback_alarms)
+        if deployment is not None:
+            self.on_auto_scaling(lambda scaling: self.node.add_validation(_ScalingAllowsDeployment(self, scaling)))
         # The log group exists before SageMaker starts the instances, so SageMaker never creates it.
         self.cfn_endpoint.node.add_dependency(self.log_group)
         self.endpoint_arn = self.cfn_endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
@@ -426,6 +317,22 @@ class MultiModelEndpoint(MultiModelEndpointBase):
     def scaling_dependency(self) -> IConstruct:
         return self.cfn_endpoint
 
+    @property
+    def rollback_alarms(self) -> list[cloudwatch.IAlarm]:
+        """The alarms a deployment rolls back on (``rollback_alarms`` and :meth:`add_rollback_alarms`)."""
+        return list(self._rollback_alarms)
+
+    def add_rollback_alarms(self, *alarms: cloudwatch.IAlarm) -> None:
+        """Roll an update back when one of ``alarms`` is in ALARM during its bake (with a
+        ``deployment``; SageMaker takes at most 10). ``EndpointAlarms`` adds its 5xx rate and latency
+        alarms here by itself."""
+        for alarm in alarms:
+            if all(alarm is not known for known in self._rollback_alarms):
+                self._rollback_alarms.append(alarm)
+        if len(self._rollback_alarms) > 10:
+            raise ValueError(f"{self.node.path}: rollback_alarms: SageMaker watches at most 10 alarms, got "
+                             f"{len(self._rollback_alarms)}")
+
     def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
         """Add a statement to the execution role's policy (no-op for an immutable imported role)."""
         if self.execution_policy is not None:
@@ -468,6 +375,24 @@ class MultiModelEndpoint(MultiModelEndpointBase):
                                  variant_name=variant_name, instance_type=instance_type)
 
 
+    @classmethod
+    def from_endpoint_attributes(cls, scope: Construct, construct_id: str, *, endpoint_name: str | None = None,
+                                 endpoint_arn: str | None = None, variant_name: str = "AllTraffic",
+                                 instance_type: str | GpuInstanceType | None = None) -> MultiModelEndpointBase:
+        """An endpoint made elsewhere, by ``endpoint_name`` or ``endpoint_arn`` (one of them, or both
+        when the name's case matters for metrics and the ARN is at hand; tokens allowed)."""
+        if endpoint_name is None and endpoint_arn is None:
+            raise ValueError(f"MultiModelEndpoint import {construct_id}: give endpoint_name or endpoint_arn")
+        if endpoint_arn is None:
+            return cls.from_endpoint_name(scope, construct_id, endpoint_name, variant_name=variant_name,
+                                          instance_type=instance_type)
+        if endpoint_name is None:
+            return cls.from_endpoint_arn(scope, construct_id, endpoint_arn, variant_name=variant_name,
+                                         instance_type=instance_type)
+        return _ImportedEndpoint(scope, construct_id, endpoint_arn=endpoint_arn, endpoint_name=endpoint_name,
+                                 variant_name=variant_name, instance_type=instance_type)
+
+
 class _ImportedEndpoint(MultiModelEndpointBase):
     def __init__(self, scope: Construct, construct_id: str, *, endpoint_arn: str, endpoint_name: str,
                  variant_name: str, instance_type: str | GpuInstanceType | None) -> None:
@@ -495,6 +420,8 @@ def _check_props(scope: Construct, construct_id: str, **props) -> None:
         arch = architecture_error(gpu.compute_capability, build)
         if arch:
             errors.append(f"instance_type {gpu.name} ({gpu.gpu_model}): {arch}")
+    if props["deployment"] is not None:
+        errors += props["deployment"].errors(props["initial_instance_count"])
     ami = props["inference_ami_version"]
     if ami is not None and not Token.is_unresolved(ami):
         reason = ami_error(ami, build)
@@ -553,3 +480,31 @@ def _timeout_errors(props: dict) -> list[str]:
         if not low <= seconds <= high:
             errors.append(f"{key} must be between {low} s and {high} s, got {seconds:g} s")
     return errors
+
+
+@jsii.implements(IStableAnyProducer)
+class _DeploymentConfig:
+    """The endpoint's ``DeploymentConfig`` at synth: the rollback alarms added until then included."""
+
+    def __init__(self, endpoint: MultiModelEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def produce(self):
+        names = [alarm.alarm_name for alarm in self._endpoint.rollback_alarms]
+        return self._endpoint.deployment.render(names)
+
+
+@jsii.implements(IValidation)
+class _ScalingAllowsDeployment:
+    """A rolling or stepped deployment's step must fit every instance count autoscaling allows
+    (at most half the fewest; for rolling, at least 5% of the most)."""
+
+    def __init__(self, endpoint: MultiModelEndpoint, scaling) -> None:
+        self._endpoint, self._scaling = endpoint, scaling
+
+    def validate(self) -> list[str]:
+        errors = []
+        for name in ("min_capacity", "max_capacity"):
+            count = getattr(self._scaling, name)
+            errors += [f"{e} (autoscaling {name} {count})" for e in self._endpoint.deployment.errors(count)]
+        return errors
