@@ -1,7 +1,7 @@
 """``ModelArtifact``: a custom resource that packages one TorchServe model into the model bucket.
 
-Each ``ModelArtifact`` is a ``Custom::ModelArtifact`` resource served by one shared
-:class:`ModelArtifactProvider` per stack (a ``custom_resources.Provider`` whose onEvent Lambda is
+Each ``ModelArtifact`` is a ``Custom::ModelArtifact`` resource served by the
+:class:`ModelPackager` of its model store (a ``custom_resources.Provider`` whose onEvent Lambda is
 the packager in ``mme_constructs/packager``). Inputs are the model source folders (CDK zip
 assets of ``model_sources/<name>`` and ``model_sources/common``, merged at the archive root) and
 a weights spec; outputs are the archive's ``TargetModel`` name, sha256 and size.
@@ -16,6 +16,7 @@ Typical use in a stack::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from aws_cdk import (
     Names,
     RemovalPolicy,
     Stack,
+    Token,
 )
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -39,6 +41,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
@@ -47,27 +50,31 @@ from mme_constructs._network import network_errors, resolve_network
 from mme_constructs.log_groups import default_log_key, owned_log_group
 from mme_constructs.model_store import ModelStore
 from mme_constructs.packager import PACKAGER_FORMAT
-from mme_constructs.packager.core import MODEL_NAME
-from mme_constructs.packager.errors import SpecError
-from mme_constructs.packager.sources import SOURCE_EXCLUDE_GLOBS
+from mme_constructs.packager.core import MODEL_NAME, check_sources
+from mme_constructs.packager.errors import PackagingError, SpecError
+from mme_constructs.packager.lambda_handler import ON_DELETE
+from mme_constructs.packager.sources import SOURCE_EXCLUDE_GLOBS, SourceTree
 from mme_constructs.packager.specs import WeightsSpec, load_spec_file, parse_spec
 from mme_constructs.packager.upload import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PART_SIZE
 
 PACKAGER_DIR = Path(__file__).resolve().parent / "packager"
+_PARAMETER_NAME = re.compile(r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 PACKAGER_RUNTIME = lambda_.Runtime.PYTHON_3_14
 """The newest Python runtime aws-cdk-lib 2.275 knows; the packager also runs on 3.11-3.13."""
 PACKAGER_MEMORY_MB = 3008
-"""Lambda CPU scales with memory (1 vCPU at 1769 MB): ~1.7 vCPU lets the two sha256 passes
+"""The default ``memory_size``. Lambda CPU scales with memory (1 vCPU at 1769 MB): ~1.7 vCPU lets the two sha256 passes
 (weights check, archive digest), the network reads and 4 concurrent part uploads overlap.
 3008 MB is also the largest size every account may use (new accounts' quota). The packager
 itself needs ~100 MB plus (4 in flight + 1) x 16 MiB parts (``DEFAULT_MAX_IN_FLIGHT``,
 ``DEFAULT_PART_SIZE`` of ``packager.upload``). Ephemeral storage stays at the default 512 MB:
 the packager streams, /tmp is not used (the source zips are read in memory)."""
 PACKAGER_TIMEOUT = Duration.minutes(14)
-"""Under the Provider framework's own 15-minute function timeout, so the framework always
-outlives the packager and reports its result; the packager stops itself earlier still
-(remaining time minus a safety margin)."""
+"""The default and longest ``timeout``: under the Provider framework's own 15-minute function
+timeout, so the framework always outlives the packager and reports its result; the packager stops
+itself earlier still (remaining time minus a safety margin)."""
+PACKAGER_MEMORY_RANGE_MB = (256, 10240)
+"""What ``memory_size`` may be: Lambda's maximum, and enough for the packager's 5 x 16 MiB parts."""
 FRAMEWORK_MEMORY_MB = 128
 """The Provider framework only relays one event to the packager and its answer to CloudFormation:
 the Lambda minimum (and CDK's default) is plenty; set explicitly, as a reviewed choice."""
@@ -78,10 +85,13 @@ SERVICE_TIMEOUT = Duration.minutes(20)
 resource after 20 minutes (framework 15 min + margin) instead of hanging the stack."""
 
 
-class ModelArtifactProvider(Construct):
-    """The packager Lambda + the Provider framework, shared by every ``ModelArtifact`` of a stack.
+class ModelPackager(Construct):
+    """The packager Lambda + the Provider framework, shared by the ``ModelArtifact``s of one store.
 
-    Get it with :meth:`of` (found or created at the stack's root, id ``ModelArtifactProvider``).
+    Make one per model store (``ModelPackager(self, "Packager", model_store=store, ...)``) and
+    pass it to the artifacts (``packager=``); an artifact given none uses :meth:`of`, the stack's
+    packager for its store (found, or created at the stack's root with id
+    ``ModelArtifactProvider``).
     IAM is least privilege, one customer-managed policy per role, and grows with each model
     (:meth:`grant_model`):
 
@@ -106,8 +116,11 @@ class ModelArtifactProvider(Construct):
     The Provider framework's role may invoke the packager (any version) and write its own log
     group; CDK's own statements for it are replaced by that managed policy.
 
-    Props: ``model_store`` (required); ``vpc`` + ``vpc_subnets`` + ``security_groups`` (as for
-    :class:`MultiModelEndpoint`; default none): both functions run in those subnets, with the
+    Props: ``model_store`` (required); ``memory_size`` (MB, default 3008, 256-10240: Lambda's
+    CPU share grows with it), ``timeout`` (default and at most 14 minutes, at least 1 minute),
+    ``architecture`` (default ``lambda_.Architecture.ARM_64``; ``X86_64`` where an account's
+    quota or a weights source needs it); ``vpc`` + ``vpc_subnets`` + ``security_groups`` +
+    ``allow_all_outbound`` (as for :class:`MultiModelEndpoint`; default none): both functions run in those subnets, with the
     AWS managed policy ``AWSLambdaVPCAccessExecutionRole`` for their network interfaces. The
     subnets then need a route to S3 (a gateway endpoint: archives, sources and CloudFormation's
     response URL), to the Lambda API (the framework invokes the packager: NAT or an interface
@@ -131,39 +144,43 @@ class ModelArtifactProvider(Construct):
     CONSTRUCT_ID = "ModelArtifactProvider"
 
     @classmethod
-    def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelArtifactProvider":
-        """The stack's provider, created on first use (with ``props``: ``vpc``, ``vpc_subnets``,
-        ``security_groups``, ``log_retention``, ``log_encryption_key``, ``log_removal_policy``;
-        giving props once it exists is an error); every caller must name the same model store."""
+    def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelPackager":
+        """The packager of ``scope``'s stack for ``model_store``: one made for it already (by this
+        method or directly), else a new one at the stack's root (with ``props``; giving props for
+        one that exists is an error)."""
         stack = Stack.of(scope)
+        found = [c for c in stack.node.children if isinstance(c, ModelPackager) and c.model_store.is_same_as(model_store)]
+        if found:
+            if props:
+                raise ValueError(f"{found[0].node.path} exists already: give {', '.join(sorted(props))} on its first "
+                                 "use, or make a ModelPackager yourself and pass it as packager=")
+            return found[0]
         existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
-        if existing is None:
-            return cls(stack, cls.CONSTRUCT_ID, model_store=model_store, **props)
-        if not isinstance(existing, ModelArtifactProvider):
-            raise ValueError(f"{existing.node.path} exists and is not a ModelArtifactProvider")
-        if props:
-            raise ValueError(f"{existing.node.path} exists already: give {', '.join(sorted(props))} on its first use "
-                             "(before the first ModelArtifact of the stack)")
-        if not existing.model_store.is_same_as(model_store):
-            raise ValueError("model_store: all ModelArtifacts of a stack share one provider: "
-                             "use the same bucket, key and prefix")
-        return existing
+        if existing is not None:
+            raise ValueError(f"model_store: the stack's packager {existing.node.path} serves another model store; "
+                             "make a ModelPackager for this one and pass it to its ModelArtifacts (packager=)")
+        return cls(stack, cls.CONSTRUCT_ID, model_store=model_store, **props)
 
     def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore,
+                 memory_size: int = PACKAGER_MEMORY_MB, timeout: Duration = PACKAGER_TIMEOUT,
+                 architecture: lambda_.Architecture = lambda_.Architecture.ARM_64,
                  vpc: ec2.IVpc | None = None, vpc_subnets: ec2.SubnetSelection | None = None,
-                 security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+                 security_groups: Sequence[ec2.ISecurityGroup] | None = None, allow_all_outbound: bool = True,
                  log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
                  log_encryption_key: kms.IKey | None = None,
                  log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY) -> None:
-        errors = network_errors(vpc, vpc_subnets, security_groups)
+        errors = [*network_errors(vpc, vpc_subnets, security_groups), *_function_errors(memory_size, timeout,
+                                                                                        architecture)]
         if errors:
-            raise ValueError(f"ModelArtifactProvider {construct_id}: " + "; ".join(errors))
+            raise ValueError(f"ModelPackager {construct_id}: " + "; ".join(errors))
         super().__init__(scope, construct_id)
         self.model_store = model_store
         self.model_prefix = model_store.model_prefix
+        self.memory_size, self.timeout, self.architecture = memory_size, timeout, architecture
         self._models: set[str] = set()
         self.security_groups, subnet_ids = resolve_network(
             self, vpc=vpc, vpc_subnets=vpc_subnets, security_groups=security_groups,
+            allow_all_outbound=allow_all_outbound,
             description="Model packager and its Provider framework: reach S3, Lambda and weight sources, accept nothing")
 
         log_prefix = f"/mme/{Names.unique_resource_name(self, max_length=200, separator='-')}"
@@ -200,11 +217,11 @@ class ModelArtifactProvider(Construct):
             description=f"Builds TorchServe model archives into s3://<model bucket>/{self.model_prefix} "
                         f"({PACKAGER_FORMAT})",
             runtime=PACKAGER_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=self.architecture,
             handler="packager.lambda_handler.handler",
             code=lambda_.Code.from_asset(str(PACKAGER_DIR.parent), exclude=["*", "!packager", "!packager/*.py"]),
-            memory_size=PACKAGER_MEMORY_MB,
-            timeout=PACKAGER_TIMEOUT,
+            memory_size=self.memory_size,
+            timeout=self.timeout,
             role=self.role,
             log_group=self.log_group,
             environment={"MME_PACKAGER_PART_SIZE_MIB": str(DEFAULT_PART_SIZE >> 20),
@@ -296,6 +313,24 @@ class ModelArtifactProvider(Construct):
         return statements
 
 
+def _function_errors(memory_size: int, timeout: Duration, architecture: lambda_.Architecture) -> list[str]:
+    errors = []
+    low, high = PACKAGER_MEMORY_RANGE_MB
+    if isinstance(memory_size, bool) or not isinstance(memory_size, int) or not low <= memory_size <= high:
+        errors.append(f"memory_size must be a whole number of MB between {low} and {high}, got {memory_size!r}")
+    seconds = timeout.to_seconds()
+    if not 60 <= seconds <= PACKAGER_TIMEOUT.to_seconds():
+        errors.append(f"timeout must be between 1 minute and {PACKAGER_TIMEOUT.to_human_string()} (the Provider "
+                      f"framework's own function stops at 15 minutes), got {timeout.to_human_string()}")
+    if architecture.name not in (lambda_.Architecture.ARM_64.name, lambda_.Architecture.X86_64.name):
+        errors.append(f"architecture must be ARM_64 or X86_64, got {architecture.name}")
+    return errors
+
+
+#: The earlier name of :class:`ModelPackager` (one per stack then); kept so existing apps keep working.
+ModelArtifactProvider = ModelPackager
+
+
 def _place_in_network(function: lambda_.CfnFunction, role: iam.Role, security_groups: list[ec2.ISecurityGroup],
                       subnet_ids: list[str]) -> None:
     """Put ``function`` into ``subnet_ids`` (if any) with the AWS managed policy Lambda documents for it."""
@@ -344,29 +379,43 @@ class ModelArtifact(Construct):
     * ``model_name``: the archive's name stem (``sam``);
     * ``source_dirs``: folders merged at the archive root, e.g. ``model_sources/sam`` and
       ``model_sources/common`` (each becomes a CDK zip asset; caches, hidden files and
-      ``weights.yaml`` are left out);
+      ``weights.yaml`` are left out). Checked at synth: together they hold ``handler.py`` at their
+      root, no file under ``weights/`` or ``MAR-INF/`` (the packager writes those), no path twice;
+      one ``ValueError`` names the folders and the rule (docs/constructs.md shows the formats);
     * ``weights_spec``: the weights spec mapping (or a parsed ``WeightsSpec``), validated at
-      synth time (see ``mme_constructs.packager.specs``);
-    * ``gzip_level``: default 0 (stored; measured in docs/performance.md).
+      synth time (docs/constructs.md, "Model source and weights formats");
+    * ``gzip_level``: default 0 (stored; measured in docs/performance.md);
+    * ``packager``: the :class:`ModelPackager` that builds it, default ``ModelPackager.of`` (the
+      stack's packager for ``model_store``);
+    * ``on_delete``: ``"retire"`` (default) or ``"delete"``: what happens to the archive when the
+      resource goes away (replaced by a changed model, or removed with the stack). A retired
+      archive stays loadable, tagged ``archive-state=retired``, until the bucket's lifecycle rule
+      expires it (``ModelBucket``: ``retired_archive_expiration``, default 14 days), so a client
+      still holding its ``TargetModel``, or an instance that scales out during the deploy, keeps
+      working;
+    * ``target_model_parameter_name``: an SSM parameter (String) that holds the current
+      ``TargetModel``, for apps that read it without CloudFormation outputs; default none.
 
     Attributes (CloudFormation tokens): ``target_model`` (the ``TargetModel`` to invoke),
     ``sha256``, ``size_bytes`` (a string), ``key``, ``s3_uri``; plus ``resource`` (the
-    ``CustomResource``), ``provider``, ``spec``, ``sources`` (the assets).
-
-    Changing the sources or the spec changes the archive's name: CloudFormation runs an Update
-    that writes the new archive, then deletes the old one. Deleting the resource (or the stack)
-    deletes the archive.
+    ``CustomResource``), ``provider`` (the ``ModelPackager``), ``spec``, ``sources`` (the assets),
+    ``target_model_parameter`` (``ssm.StringParameter`` or ``None``).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore, model_name: str,
                  source_dirs: Sequence[str | Path], weights_spec: Mapping | WeightsSpec | None,
-                 gzip_level: int = 0) -> None:
-        spec = _check_artifact_props(model_name, source_dirs, weights_spec, gzip_level)
+                 gzip_level: int = 0, packager: "ModelPackager | None" = None, on_delete: str = "retire",
+                 target_model_parameter_name: str | None = None) -> None:
+        spec = _check_artifact_props(model_name, source_dirs, weights_spec, gzip_level, on_delete,
+                                     target_model_parameter_name)
+        if packager is not None and not packager.model_store.is_same_as(model_store):
+            raise ValueError(f"ModelArtifact {model_name}: packager: {packager.node.path} writes to another model "
+                             "store; give the packager of this model_store")
         super().__init__(scope, construct_id)
         self.model_name = model_name
         self.spec = spec
         self.model_store = model_store
-        self.provider = ModelArtifactProvider.of(self, model_store=model_store)
+        self.provider = packager or ModelPackager.of(self, model_store=model_store)
         self.sources = [
             s3_assets.Asset(self, f"Source{i}", path=str(Path(d).resolve()), exclude=list(SOURCE_EXCLUDE_GLOBS))
             for i, d in enumerate(source_dirs)
@@ -380,6 +429,7 @@ class ModelArtifact(Construct):
             "WeightsSpec": spec.to_json(),
             "GzipLevel": str(gzip_level),
             "PackagerFormat": PACKAGER_FORMAT,
+            "OnDelete": on_delete,
         }
         if model_store.encryption_key is not None:
             properties["KmsKeyId"] = model_store.encryption_key.key_arn
@@ -392,20 +442,39 @@ class ModelArtifact(Construct):
             properties=properties,
         )
         self.resource.node.add_dependency(self.provider.policy)
+        self.target_model_parameter = None if target_model_parameter_name is None else ssm.StringParameter(
+            self, "TargetModelParameter", parameter_name=target_model_parameter_name, string_value=self.target_model,
+            description=f"TargetModel of {model_name}: the archive a multi-model endpoint loads for it")
+
+    def grant_read_target_model(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` read the ``TargetModel`` parameter (``target_model_parameter_name``)."""
+        if self.target_model_parameter is None:
+            raise ValueError(f"{self.node.path}: grant_read_target_model: the artifact has no "
+                             "target_model_parameter_name")
+        return self.target_model_parameter.grant_read(grantee)
 
     @classmethod
     def from_model_sources(cls, scope: Construct, construct_id: str, *, model_sources_dir: str | Path,
-                           model_name: str, model_store: ModelStore, gzip_level: int = 0) -> "ModelArtifact":
-        """``model_sources/<name>`` + ``model_sources/common`` with ``<name>/weights.yaml`` as the spec."""
+                           model_name: str, model_store: ModelStore, gzip_level: int = 0,
+                           shared_code_dir: str | None = "common", **props) -> "ModelArtifact":
+        """``<model_sources_dir>/<name>`` + ``<model_sources_dir>/<shared_code_dir>`` (default ``common``;
+        ``None``: none) with ``<name>/weights.yaml`` as the spec (none: ``kind: none``); ``props`` as
+        for the constructor (``packager``, ``on_delete``, ``target_model_parameter_name``)."""
         root = Path(model_sources_dir)
         spec_file = root / model_name / "weights.yaml"
         try:
             spec = load_spec_file(spec_file) if spec_file.exists() else parse_spec({"kind": "none"})
         except SpecError as err:
-            raise ValueError(str(err)) from None
-        dirs = [root / model_name] + ([root / "common"] if (root / "common").is_dir() else [])
+            raise ValueError(f"ModelArtifact {model_name}: {spec_file}: {err}") from None
+        dirs = [root / model_name]
+        if shared_code_dir is not None:
+            shared = root / shared_code_dir
+            if not shared.is_dir():
+                raise ValueError(f"ModelArtifact {model_name}: shared_code_dir: {shared} is not a folder (give "
+                                 "shared_code_dir=None for a model without shared code)")
+            dirs.append(shared)
         return cls(scope, construct_id, model_store=model_store, model_name=model_name, source_dirs=dirs,
-                   weights_spec=spec, gzip_level=gzip_level)
+                   weights_spec=spec, gzip_level=gzip_level, **props)
 
     @property
     def target_model(self) -> str:
@@ -434,16 +503,20 @@ class ModelArtifact(Construct):
 
 
 def _check_artifact_props(model_name: str, source_dirs: Sequence[str | Path],
-                          weights_spec: Mapping | WeightsSpec | None, gzip_level: int) -> WeightsSpec:
+                          weights_spec: Mapping | WeightsSpec | None, gzip_level: int, on_delete: str,
+                          parameter_name: str | None) -> WeightsSpec:
     """The parsed weights spec; every invalid prop of a ModelArtifact, named, in one ``ValueError``."""
     errors = []
     if not MODEL_NAME.match(model_name or ""):
         errors.append(f"model_name {model_name!r}: 1-63 letters, digits, '_' or '-'")
     if not 0 <= gzip_level <= 9:
         errors.append(f"gzip_level must be 0-9, got {gzip_level}")
-    if not source_dirs:
-        errors.append("source_dirs: give the model's source folder (and the common folder)")
-    errors += [f"source_dirs: {d} does not exist" for d in source_dirs or () if not Path(d).is_dir()]
+    if on_delete not in ON_DELETE:
+        errors.append(f"on_delete must be one of {', '.join(ON_DELETE)}, got {on_delete!r}")
+    if parameter_name is not None and not Token.is_unresolved(parameter_name) and not _PARAMETER_NAME.match(parameter_name):
+        errors.append(f"target_model_parameter_name {parameter_name!r}: an SSM parameter name (letters, digits, "
+                      "'.', '-', '_' and '/' levels, at most 1011 characters)")
+    errors += _source_errors(source_dirs)
     spec = None
     try:
         spec = weights_spec if isinstance(weights_spec, WeightsSpec) else parse_spec(
@@ -455,6 +528,20 @@ def _check_artifact_props(model_name: str, source_dirs: Sequence[str | Path],
     if errors:
         raise ValueError(f"ModelArtifact {model_name}: " + "; ".join(errors))
     return spec
+
+
+def _source_errors(source_dirs: Sequence[str | Path]) -> list[str]:
+    """What the packager would refuse in the merged folders, found at synth (not in the deploy)."""
+    if not source_dirs:
+        return ["source_dirs: give the model's source folder (and the shared code folder)"]
+    missing = [f"source_dirs: {d} does not exist" for d in source_dirs if not Path(d).is_dir()]
+    if missing:
+        return missing
+    try:
+        check_sources(SourceTree.from_dirs(source_dirs))
+    except PackagingError as err:
+        return [f"source_dirs ({', '.join(str(d) for d in source_dirs)}): {err}"]
+    return []
 
 
 def _omit_role_from_depends_on(function: lambda_.Function, role: iam.Role) -> None:
