@@ -10,6 +10,7 @@ starting aws-cdk-lib's Node runtime.
 
 from importlib import import_module
 
+from mme_constructs._version import __version__
 from mme_constructs.instance_types import (
     GPU_INSTANCE_TYPES,
     SUPPORTED_INSTANCE_TYPES,
@@ -22,6 +23,14 @@ from mme_constructs.instance_types import (
 
 _LAZY = {
     "AlarmTopic": "mme_constructs.alarm_topic",
+    "CapacitySize": "mme_constructs.deployment",
+    "CudaBuild": "mme_constructs.gpu_runtime",
+    "DEFAULT_INFERENCE_AMI": "mme_constructs.gpu_runtime",
+    "EndpointDeployment": "mme_constructs.deployment",
+    "INFERENCE_AMIS": "mme_constructs.gpu_runtime",
+    "KEY_POLICY_WARNING": "mme_constructs.key_policies",
+    "ModelPackager": "mme_constructs.model_artifact",
+    "TORCH_2_10_CU128": "mme_constructs.gpu_runtime",
     "DLC_TAG": "mme_constructs.dlc",
     "DOCUMENTED_METRICS": "mme_constructs.endpoint_metrics",
     "dlc_image_uri": "mme_constructs.dlc",
@@ -35,7 +44,7 @@ _LAZY = {
     "ModelBucket": "mme_constructs.model_bucket",
     "ModelStore": "mme_constructs.model_store",
     "MultiModelEndpoint": "mme_constructs.multi_model_endpoint",
-    "MultiModelEndpointBase": "mme_constructs.multi_model_endpoint",
+    "MultiModelEndpointBase": "mme_constructs.endpoint_base",
     "NAG_PACKS": "mme_constructs._nag",
     "nag_packs": "mme_constructs._nag",
     "ScalableInstanceCount": "mme_constructs.scaling",
@@ -45,6 +54,15 @@ _LAZY = {
 }
 
 __all__ = [
+    "__version__",
+    "CapacitySize",
+    "CudaBuild",
+    "DEFAULT_INFERENCE_AMI",
+    "EndpointDeployment",
+    "INFERENCE_AMIS",
+    "KEY_POLICY_WARNING",
+    "ModelPackager",
+    "TORCH_2_10_CU128",
     "DLC_TAG",
     "DOCUMENTED_METRICS",
     "ENDPOINT_METRICS",

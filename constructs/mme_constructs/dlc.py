@@ -3,7 +3,7 @@ AWS patches it.
 
 The registry account of each region comes from the ``sagemaker`` SDK's image-URI configuration
 (sagemaker-core's ``image_uri_config/pytorch.json``), copied into ``_dlc_registries.py`` by
-``python -m mme_constructs.dlc_sync`` and checked against the installed SDK by the test suite.
+``python constructs/tools/dlc_sync.py`` and checked against the installed SDK by the test suite.
 Synth never imports the SDK: this module is plain data.
 
 ``python -m mme_constructs.dlc REGION`` prints that region's image URI and the ``docker login``

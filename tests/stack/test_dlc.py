@@ -16,7 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Annotations, Match
 
 from mme_constructs import ServingImage, dlc_image_uri
-from mme_constructs import _dlc_registries, dlc_sync
+from mme_constructs import _dlc_registries
 from mme_constructs.dlc import DLC_SUPPORT, DLC_TAG, end_of_patch_warning
 from mme_constructs.gpu_runtime import DLC_PYTORCH_2_6_CU124
 from mme_constructs.serving_image import DEFAULT_BASE_IMAGE
@@ -25,9 +25,12 @@ import app as app_module
 
 from stack_helpers import REPO_ROOT, resources, synth_with_nag, template_of
 
+sys.path.insert(0, str(REPO_ROOT / "constructs" / "tools"))
+import dlc_sync  # noqa: E402  (a development tool of the repository, not in the wheel)
+
 
 def test_checked_in_registries_are_what_the_installed_sdk_says():
-    """Fails when the SDK pin moves and the registries changed: run python -m mme_constructs.dlc_sync."""
+    """Fails when the SDK pin moves and the registries changed: run python constructs/tools/dlc_sync.py."""
     config = dlc_sync.read_sdk_config()
     assert config["framework_version"] == "2.6.0" and config["repository"] == "pytorch-inference"
     assert len(config["registries"]) >= 30 and config["registries"]["us-east-1"] == "763104351884"
