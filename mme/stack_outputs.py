@@ -7,6 +7,10 @@ CDK app, the stack and the client all import these from here).
     one per enabled model, ``<Name>`` = the model name capitalized (``TargetModelSam``,
     ``TargetModelLama``, ``TargetModelSd``); the value is the ``TargetModel`` to pass to
     ``invoke_endpoint`` (``sam-<digest>.tar.gz``, relative to the model prefix).
+
+The same ``TargetModel`` values are also SSM parameters (String), for apps that do not read
+CloudFormation outputs: ``<prefix>/<model>`` (:func:`target_model_parameter_name`), the prefix
+``/<endpoint name>/target-model`` unless the ``targetModelParameterPrefix`` context says otherwise.
 """
 
 from __future__ import annotations
@@ -36,3 +40,13 @@ def target_models_from_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
         if match and value:
             found[match["name"].lower()] = value
     return found
+
+
+def default_target_model_parameter_prefix(endpoint_name: str) -> str:
+    """``/<endpoint name>/target-model``: where the stack publishes each model's TargetModel."""
+    return f"/{endpoint_name}/target-model"
+
+
+def target_model_parameter_name(prefix: str, model: str) -> str:
+    """The SSM parameter holding ``model``'s TargetModel (``/image-editing-mme/target-model/sam``)."""
+    return f"{prefix.rstrip('/')}/{model}"

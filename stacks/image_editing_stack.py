@@ -11,20 +11,22 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mme.stack_outputs import ENDPOINT_OUTPUT, target_output_key
+from mme.stack_outputs import ENDPOINT_OUTPUT, target_model_parameter_name, target_output_key
 from mme_constructs import (
     AlarmTopic,
+    CapacitySize,
     EndpointAlarms,
     EndpointDashboard,
+    EndpointDeployment,
     ModelArtifact,
-    ModelArtifactProvider,
     ModelBucket,
+    ModelPackager,
     MultiModelEndpoint,
     ServingImage,
 )
 from mme.serving_image import layout, lockfile
 from mme_constructs.gpu_runtime import CudaBuild, torch_build
-from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings
+from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings, rolling_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,8 +63,9 @@ class ImageEditingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
-        self.model_bucket = ModelBucket(self, "ModelBucket", model_prefix=settings.model_prefix,
-                                        archive_writers=settings.archive_writer_arns)
+        self.model_bucket = ModelBucket(
+            self, "ModelBucket", model_prefix=settings.model_prefix, archive_writers=settings.archive_writer_arns,
+            retired_archive_expiration=Duration.days(settings.retired_archive_expiration_days))
         key = self.model_bucket.encryption_key
         log_props = dict(log_retention=RETENTION[settings.log_retention_days], log_encryption_key=key,
                          log_removal_policy=RemovalPolicy.RETAIN if settings.retain_log_groups else RemovalPolicy.DESTROY)
@@ -81,6 +84,7 @@ class ImageEditingStack(Stack):
             initial_instance_count=settings.initial_instance_count,
             network_isolation=settings.network_isolation,
             model_cache_enabled=settings.model_cache_enabled,
+            deployment=endpoint_deployment(settings),
             **network,
             **log_props,
         )
@@ -89,7 +93,9 @@ class ImageEditingStack(Stack):
         # One packaging custom resource per enabled model: it streams the model source and
         # its weights into <prefix><name>-<digest>.tar.gz, the endpoint's TargetModel. The
         # packager is the bucket's archive writer (with archiveWriterArns), in the VPC if given.
-        ModelArtifactProvider.of(self, model_store=self.model_bucket.model_store, **network, **log_props)
+        # A replaced archive is retired, not deleted: it stays loadable for retiredArchiveExpirationDays.
+        packager = ModelPackager.of(self, model_store=self.model_bucket.model_store, **network, **log_props)
+        prefix = settings.target_model_parameters
         self.model_artifacts: dict[str, ModelArtifact] = {
             name: ModelArtifact.from_model_sources(
                 self,
@@ -97,6 +103,8 @@ class ImageEditingStack(Stack):
                 model_sources_dir=REPO_ROOT / "model_sources",
                 model_name=name,
                 model_store=self.model_bucket.model_store,
+                packager=packager,
+                target_model_parameter_name=target_model_parameter_name(prefix, name) if prefix else None,
             )
             for name in settings.enabled_models
         }
@@ -155,6 +163,13 @@ class ImageEditingStack(Stack):
         for name, artifact in self.model_artifacts.items():
             CfnOutput(self, target_output_key(name), value=artifact.target_model,
                       description=f"TargetModel of {name}")
+        if self.settings.target_model_parameters:
+            CfnOutput(self, "TargetModelParameterPrefix", value=self.settings.target_model_parameters,
+                      description="SSM parameters <prefix>/<model> hold each model's TargetModel (mme ... "
+                                  "--target-model-parameters)")
+        if self.endpoint.deployment is not None:
+            CfnOutput(self, "DeploymentPolicy", value=self.endpoint.deployment.kind,
+                      description="How an endpoint update rolls out (docs/operations.md, Updating the endpoint)")
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name,
                   description="CloudWatch dashboard of the endpoint (docs/operations.md explains each widget)")
         CfnOutput(self, "DashboardUrl", value=self.dashboard.dashboard_url, description="The dashboard in the console")
@@ -172,6 +187,43 @@ def serving_image_cuda_build() -> CudaBuild:
     if entry is None:
         raise lockfile.LockError(f"{layout.relative(layout.TORCH_LOCK)} locks no torch")
     return torch_build(entry.version)
+
+
+#: Minutes a blue/green update bakes after its last traffic shift, by default: the 5xx-rate alarm
+#: needs 2 and the latency alarm 3 of EndpointAlarms' 5-minute periods to fire, plus CloudWatch's
+#: few minutes of reporting delay; a shorter bake would end before they could roll it back.
+DEFAULT_BAKE_MINUTES = 20
+#: Minutes between canary/linear steps and rolling batches, by default: the 5xx-rate alarm's window.
+DEFAULT_STEP_WAIT_MINUTES = 10
+
+
+def endpoint_deployment(settings: StackSettings) -> EndpointDeployment | None:
+    """The rollout policy of context ``deployment`` (``None`` for "none").
+
+    "auto", the default, picks by cost: with ``minInstanceCount`` 1 the only guardrail policy
+    SageMaker allows is blue/green all at once (one extra GPU instance during the update and its
+    bake); with two or more, a rolling update in batches of one instance (5% of
+    ``maxInstanceCount`` when that is more), which never runs more than one batch of extra
+    instances, where blue/green would run a whole second fleet of GPU instances for the update.
+    """
+    kind = settings.deployment
+    if kind == "auto":
+        kind = "all-at-once" if settings.min_instance_count < 2 else "rolling"
+    if kind == "none":
+        return None
+    wait = Duration.minutes(DEFAULT_STEP_WAIT_MINUTES if settings.deployment_wait_minutes is None
+                            else settings.deployment_wait_minutes)
+    bake = Duration.minutes(DEFAULT_BAKE_MINUTES if settings.deployment_bake_minutes is None
+                            else settings.deployment_bake_minutes)
+    if kind == "all-at-once":
+        return EndpointDeployment.all_at_once(bake=bake)
+    if kind == "canary":
+        return EndpointDeployment.canary(step=CapacitySize(instances=1), wait=wait, bake=bake)
+    if kind == "linear":
+        return EndpointDeployment.linear(step=CapacitySize(instances=max(1, settings.min_instance_count // 4)),
+                                         wait=wait, bake=bake)
+    return EndpointDeployment.rolling(batch=CapacitySize(instances=rolling_batch(settings.max_instance_count)),
+                                      wait=wait)
 
 
 def _alarm_thresholds(settings: StackSettings) -> dict:

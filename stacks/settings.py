@@ -26,6 +26,7 @@ from mme_constructs.model_store import archive_writer_arn_error
 from mme_constructs.packager.key_prefix import checked_key_prefix
 
 from mme.models import MODELS
+from mme.stack_outputs import default_target_model_parameter_prefix
 
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,58}$")  # + "-mme" stays within SageMaker's 63
@@ -69,6 +70,13 @@ class StackSettings:
     retain_log_groups: bool = False
     #: principals besides the packager that may write archives under the model prefix
     archive_writer_arns: tuple[str, ...] = ()
+    #: how an endpoint update rolls out: one of DEPLOYMENTS ("auto": the stack's choice by instance count)
+    deployment: str = "auto"
+    deployment_wait_minutes: int | None = None  # None: the policy's own default
+    deployment_bake_minutes: int | None = None
+    #: SSM prefix of the TargetModel parameters; "" = /<endpoint name>/target-model, "off" = none
+    target_model_parameter_prefix: str = ""
+    retired_archive_expiration_days: int = 14
 
     @property
     def gpu_instance_type(self) -> GpuInstanceType:
@@ -78,6 +86,13 @@ class StackSettings:
     @property
     def endpoint_name(self) -> str:
         return f"{self.endpoint_name_prefix}-mme"
+
+    @property
+    def target_model_parameters(self) -> str | None:
+        """The SSM prefix the stack publishes each model's TargetModel under, ``None`` for none."""
+        if self.target_model_parameter_prefix == "off":
+            return None
+        return self.target_model_parameter_prefix or default_target_model_parameter_prefix(self.endpoint_name)
 
 
 #: context key -> StackSettings field
@@ -106,7 +121,17 @@ CONTEXT_KEYS = {
     "logRetentionDays": "log_retention_days",
     "retainLogGroups": "retain_log_groups",
     "archiveWriterArns": "archive_writer_arns",
+    "deployment": "deployment",
+    "deploymentWaitMinutes": "deployment_wait_minutes",
+    "deploymentBakeMinutes": "deployment_bake_minutes",
+    "targetModelParameterPrefix": "target_model_parameter_prefix",
+    "retiredArchiveExpirationDays": "retired_archive_expiration_days",
 }
+
+#: ``deployment`` values: the stack's choice by instance count, one of the guardrail policies of
+#: ``mme_constructs.EndpointDeployment``, or "none" (SageMaker's update without guardrails or rollback)
+DEPLOYMENTS = ("auto", "all-at-once", "canary", "linear", "rolling", "none")
+_PARAMETER_PREFIX = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 
 #: alarm context key -> (EndpointAlarms prop, unit, lowest, highest); the value "off" leaves the
 #: alarm out. Units: "percent", "ratio", "ms" and "minutes" (the stack turns the last two into Durations).
@@ -240,7 +265,7 @@ def settings_from_context(get: Callable[[str], Any]) -> StackSettings:
     raw = {key: get(key) for key in (*CONTEXT_KEYS, *ALARM_THRESHOLDS)}
     given = {key: value for key, value in raw.items() if value is not None}
     values = {**_endpoint_values(given), **_scaling_values(given), **_network_values(given),
-              **_operations_values(given)}
+              **_operations_values(given), **_rollout_values(given)}
     settings = StackSettings(**values)  # the dataclass defaults fill in what the context leaves out
     _check_relations(settings)
     return settings
@@ -366,6 +391,34 @@ def _operations_values(given: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _rollout_values(given: dict[str, Any]) -> dict[str, Any]:
+    """How updates roll out, and how the archives they replace stay servable."""
+    values: dict[str, Any] = {}
+    if "deployment" in given:
+        kind = str(given["deployment"]).strip().lower()
+        if kind not in DEPLOYMENTS:
+            raise SettingsError(f"context deployment: {given['deployment']!r} is not one of {', '.join(DEPLOYMENTS)}")
+        values["deployment"] = kind
+    for key in ("deploymentWaitMinutes", "deploymentBakeMinutes"):
+        if key in given:
+            minutes = _int(key, given[key], 0)
+            if minutes > 60:
+                raise SettingsError(f"context {key}: SageMaker waits at most 60 minutes, got {minutes}")
+            values[CONTEXT_KEYS[key]] = minutes
+    if "targetModelParameterPrefix" in given:
+        prefix = str(given["targetModelParameterPrefix"]).strip().rstrip("/")
+        if prefix != "off" and (not _PARAMETER_PREFIX.match(prefix) or len(prefix) > 900
+                                or prefix.lower().startswith(("/aws", "/ssm"))):
+            raise SettingsError(f"context targetModelParameterPrefix: {given['targetModelParameterPrefix']!r} must be "
+                                "'off' or an SSM path like /image-editing/target-model (letters, digits, '.', '-', "
+                                "'_'; not under /aws or /ssm)")
+        values["target_model_parameter_prefix"] = prefix
+    if "retiredArchiveExpirationDays" in given:
+        values["retired_archive_expiration_days"] = _int("retiredArchiveExpirationDays",
+                                                         given["retiredArchiveExpirationDays"], 1)
+    return values
+
+
 def _threshold(key: str, value: Any, unit: str, low: float, high: float) -> float | None:
     """A number in (low, high] (whole minutes for a "minutes" unit), or None for "off"."""
     if isinstance(value, str) and value.strip().lower() == "off":
@@ -376,6 +429,12 @@ def _threshold(key: str, value: Any, unit: str, low: float, high: float) -> floa
             raise SettingsError(f"context {key}: must be <= {high:g}, got {minutes}")
         return minutes
     return _float(key, value, low, high)
+
+
+def rolling_batch(max_instance_count: int) -> int:
+    """Instances per batch of the stack's rolling update: one, or 5% of the largest fleet when that is
+    more (SageMaker's lowest batch)."""
+    return max(1, -(-max_instance_count * 5 // 100))
 
 
 def _check_relations(settings: StackSettings) -> None:
@@ -395,6 +454,17 @@ def _check_relations(settings: StackSettings) -> None:
             f"context scaleInCooldownSeconds: {settings.scale_in_cooldown_seconds} is below "
             f"scaleOutCooldownSeconds {settings.scale_out_cooldown_seconds}; scale in slower than out"
         )
+    if settings.deployment in ("canary", "linear", "rolling") and settings.min_instance_count < 2:
+        raise SettingsError(
+            f"context deployment: {settings.deployment} moves traffic or capacity in steps of at most half the "
+            f"instances, so it needs minInstanceCount >= 2 (got {settings.min_instance_count}); use all-at-once or auto")
+    rolling = settings.deployment == "rolling" or (settings.deployment == "auto" and settings.min_instance_count >= 2)
+    if rolling and rolling_batch(settings.max_instance_count) > settings.min_instance_count // 2:
+        raise SettingsError(
+            f"context maxInstanceCount: a rolling update's batch must be at least 5% of {settings.max_instance_count} "
+            f"instances ({rolling_batch(settings.max_instance_count)}) and at most half of minInstanceCount "
+            f"{settings.min_instance_count}; raise minInstanceCount, lower maxInstanceCount, or set deployment to "
+            "all-at-once")
     if bool(settings.vpc_subnet_ids) != bool(settings.vpc_security_group_ids):
         missing = "vpcSecurityGroupIds" if settings.vpc_subnet_ids else "vpcSubnetIds"
         raise SettingsError(f"context {missing}: required when the other VPC setting is given")

@@ -122,6 +122,20 @@ class SageMakerBackend:
                 f"packaged?); pass --target-model {missing[0]}=<archive>.tar.gz")
         return cls(endpoint, found, session=session, profile=profile, region=region, **kwargs)
 
+    @classmethod
+    def from_parameters(cls, endpoint_name: str, parameter_prefix: str, models: tuple[str, ...], *, session=None,
+                        profile: str | None = None, region: str | None = None, ssm=None,
+                        **kwargs) -> "SageMakerBackend":
+        """Build the backend for ``endpoint_name`` with each model's TargetModel read from the SSM
+        parameters ``<parameter_prefix>/<model>`` (what the stack publishes, for apps that do not
+        read CloudFormation)."""
+        from .stack import read_target_model_parameters
+
+        sess = _session(profile, region, session)
+        client = ssm or _client(sess, "ssm", retries={"mode": "standard", "max_attempts": 5})
+        found = read_target_model_parameters(parameter_prefix, models, client)
+        return cls(endpoint_name, found, session=sess, profile=profile, region=region, **kwargs)
+
     def describe(self) -> str:
         region = getattr(getattr(self.client, "meta", None), "region_name", None)
         return f"SageMaker endpoint {self.endpoint_name}" + (f" ({region})" if region else "")

@@ -1,4 +1,5 @@
-"""Read what a client needs from the deployed stack's CloudFormation outputs.
+"""Read what a client needs from the deployed stack: its CloudFormation outputs, or the SSM
+parameters that hold each model's TargetModel.
 
 The stack name and the output keys (``EndpointName``, ``TargetModel<Name>``) are defined in
 :mod:`mme.stack_outputs`, which the stack (``stacks/image_editing_stack.py``) uses to write them;
@@ -37,3 +38,27 @@ def read_stack_outputs(stack_name: str, cloudformation) -> dict[str, str]:
     if not stacks:
         raise ConfigurationError(f"stack {stack_name} not found in region {region}")
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", []) or []}
+
+
+def read_target_model_parameters(prefix: str, models, ssm) -> dict[str, str]:
+    """``{model: TargetModel}`` from the SSM parameters ``<prefix>/<model>`` (one ``GetParameters``).
+
+    ``ssm`` is a boto3 SSM client. Raises :class:`ConfigurationError` naming the missing parameters,
+    :class:`EndpointError` for other API failures."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    from ..stack_outputs import target_model_parameter_name
+
+    names = {target_model_parameter_name(prefix, m): m for m in models}
+    try:
+        answer = ssm.get_parameters(Names=sorted(names))
+    except (NoCredentialsError, NoRegionError) as exc:
+        raise ConfigurationError(f"cannot read the TargetModel parameters under {prefix}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise EndpointError(f"cannot read the TargetModel parameters under {prefix}: {exc}") from None
+    found = {names[p["Name"]]: p["Value"] for p in answer.get("Parameters", []) if p.get("Name") in names}
+    missing = sorted(answer.get("InvalidParameters", []) or set(names) - {p["Name"] for p in answer.get("Parameters", [])})
+    if missing:
+        raise ConfigurationError(f"no TargetModel parameter {', '.join(missing)}: is the stack deployed with "
+                                 "targetModelParameterPrefix, and is the model enabled?")
+    return found

@@ -35,6 +35,9 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                             f"(default: $MME_STACK_NAME or {DEFAULT_STACK_NAME})")
     group.add_argument("--target-model", metavar="NAME=KEY", type=target_arg, action="append", default=[],
                        help="TargetModel of one model, instead of the stack output (repeatable)")
+    group.add_argument("--target-model-parameters", metavar="PREFIX",
+                       help="read each model's TargetModel from the SSM parameters PREFIX/<model> (with --endpoint; "
+                            "the stack publishes them under /<endpoint name>/target-model)")
     group.add_argument("--region", help="AWS region (default: the profile's / AWS_REGION)")
     group.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
     group.add_argument("--local", action="store_true",
@@ -48,9 +51,10 @@ def backend_from_args(args, models: tuple[str, ...], *, on_event=None, on_retry=
     endpoint), for ``models``; ``on_event``/``on_retry`` are the backends' progress callbacks."""
     from mme.models import MODELS
 
-    remote = args.endpoint or args.stack_name or args.target_model
+    remote = args.endpoint or args.stack_name or args.target_model or args.target_model_parameters
     if args.local and remote:
-        raise UsageError("--local cannot be combined with --endpoint/--stack-name/--target-model")
+        raise UsageError("--local cannot be combined with --endpoint/--stack-name/--target-model/"
+                         "--target-model-parameters")
     if args.local:
         from mme.client.local import LocalBackend
 
@@ -58,6 +62,12 @@ def backend_from_args(args, models: tuple[str, ...], *, on_event=None, on_retry=
     if not (args.endpoint or args.stack_name):
         raise UsageError("say where to send the request: --endpoint NAME, --stack-name NAME or --local")
     from mme.client import SageMakerBackend
+
+    if args.target_model_parameters:
+        if not args.endpoint or args.stack_name or args.target_model:
+            raise UsageError("--target-model-parameters goes with --endpoint NAME (not --stack-name/--target-model)")
+        return SageMakerBackend.from_parameters(args.endpoint, args.target_model_parameters, models,
+                                                region=args.region, profile=args.profile, on_retry=on_retry)
 
     overrides = {}
     for name, target in args.target_model:

@@ -286,3 +286,48 @@ def test_cli_reads_the_stack_and_retries(aws_env, moto_url, runtime, run_mme, ph
     assert missing.returncode == 1
     assert missing.stderr.startswith("mme select: error: stack NoSuchStack not found in region us-east-1")
     assert missing.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- TargetModel parameters (moto SSM)
+PARAMETER_PREFIX = "/image-editing-mme/target-model"
+
+
+def ssm_client(url):
+    return boto3.client("ssm", endpoint_url=url, **CREDS)
+
+
+def put_target_parameters(url, prefix: str, targets: dict[str, str]) -> None:
+    ssm = ssm_client(url)
+    for model, target in targets.items():
+        ssm.put_parameter(Name=f"{prefix}/{model}", Value=target, Type="String", Overwrite=True)
+
+
+def test_target_models_come_from_the_ssm_parameters(moto_url, runtime, photo):
+    put_target_parameters(moto_url, PARAMETER_PREFIX, TARGETS)
+    backend = SageMakerBackend.from_parameters("image-editing-mme", PARAMETER_PREFIX + "/", ("sam", "lama"),
+                                               ssm=ssm_client(moto_url), client=runtime_client(runtime.url),
+                                               retry=FAST)
+    assert backend.target_models == {"sam": TARGETS["sam"], "lama": TARGETS["lama"]}
+    EditingClient(backend).select(photo, [(3, 3)])
+    assert [c.target_model for c in runtime.calls] == [TARGETS["sam"]]
+
+
+def test_a_missing_target_parameter_names_it(moto_url, runtime):
+    put_target_parameters(moto_url, "/only-sam", {"sam": TARGETS["sam"]})
+    with pytest.raises(ConfigurationError, match=r"no TargetModel parameter /only-sam/sd: is the stack deployed with "
+                                                 r"targetModelParameterPrefix, and is the model enabled\?"):
+        SageMakerBackend.from_parameters("image-editing-mme", "/only-sam", ("sam", "sd"), ssm=ssm_client(moto_url),
+                                         client=runtime_client(runtime.url))
+
+
+def test_cli_reads_the_target_parameters(aws_env, moto_url, runtime, run_mme, photo, tmp_path):
+    put_target_parameters(moto_url, "/team/mme", TARGETS)
+    env = {**aws_env, "AWS_ENDPOINT_URL_SSM": moto_url}
+    sel = run_mme("select", photo, "--point", "10,20", "--endpoint", "image-editing-mme",
+                  "--target-model-parameters", "/team/mme", "-o", tmp_path / "m.png", env=env)
+    assert sel.returncode == 0, sel.stderr
+    assert (runtime.calls[-1].endpoint, runtime.calls[-1].target_model) == ("image-editing-mme", TARGETS["sam"])
+    alone = run_mme("select", photo, "--point", "1,1", "--target-model-parameters", "/team/mme",
+                    "--stack-name", "CliStack", "-o", tmp_path / "x.png", env=env)
+    assert alone.returncode == 2
+    assert "--target-model-parameters goes with --endpoint NAME" in alone.stderr and alone.stderr.count("\n") == 1
