@@ -48,8 +48,9 @@ def resources(template: dict, type_: str) -> dict:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 
 
-def only(template: dict, type_: str) -> tuple[str, dict]:
-    (found,) = resources(template, type_).items()
+def only(template: dict, type_: str, prefix: str = "") -> tuple[str, dict]:
+    """The one resource of ``type_`` whose logical id starts with ``prefix``."""
+    (found,) = [(k, v) for k, v in resources(template, type_).items() if k.startswith(prefix)]
     return found
 
 
@@ -70,16 +71,16 @@ def test_cfn_lint_is_clean_and_the_constructs_add_no_finding(synthesized, tmp_pa
 
 def test_endpoint_uses_the_parameter_the_imports_and_the_ecr_image(synthesized):
     _, template = synthesized
-    _, endpoint = only(template, "AWS::SageMaker::Endpoint")
+    _, endpoint = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
     assert endpoint["Properties"]["EndpointName"] == {"Ref": "EndpointName"}
-    _, model = only(template, "AWS::SageMaker::Model")
+    _, model = only(template, "AWS::SageMaker::Model", "ImageEditing")
     container = model["Properties"]["PrimaryContainer"]
     assert container["ModelDataUrl"] == "s3://platform-shared-models/image-editing/"
     assert json.dumps(container["Image"]).endswith('/platform/torchserve-mme:1.4.0"]]}')
-    group_id, _ = only(template, "AWS::EC2::SecurityGroup")
+    group_id, _ = only(template, "AWS::EC2::SecurityGroup", "ImageEditing")
     assert model["Properties"]["VpcConfig"] == {"SecurityGroupIds": [{"Fn::GetAtt": [group_id, "GroupId"]}],
                                                 "Subnets": ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]}
-    _, config = only(template, "AWS::SageMaker::EndpointConfig")
+    _, config = only(template, "AWS::SageMaker::EndpointConfig", "ImageEditing")
     assert "KmsKeyId" not in config["Properties"]  # ml.g6.xlarge was described with NVMe instance storage
     policies = json.dumps(resources(template, "AWS::IAM::ManagedPolicy"))
     assert "arn:aws:kms:eu-west-1:111122223333:key/" in policies and "kms:Decrypt" in policies
@@ -87,7 +88,7 @@ def test_endpoint_uses_the_parameter_the_imports_and_the_ecr_image(synthesized):
 
 def test_client_lambda_may_invoke_only_this_endpoint(synthesized):
     _, template = synthesized
-    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint")
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
     client_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("ClientRole"))
     (policy,) = [p for p in resources(template, "AWS::IAM::Policy").values()
                  if p["Properties"]["Roles"] == [{"Ref": client_role}]]
@@ -123,26 +124,30 @@ def test_dashboard_plots_the_parameter_named_endpoint(synthesized):
     (status,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(status["properties"]["alarms"]) == 7
     instances = next(w for w in widgets if w["properties"].get("title") == "Instances in service")
-    assert [a["value"] for a in instances["properties"]["annotations"]["horizontal"]] == [4, 1]
+    assert [a["value"] for a in instances["properties"]["annotations"]["horizontal"]] == [4, 2]
 
 
 def test_log_groups_use_the_teams_key_and_the_parameter_name(synthesized):
+    """The production endpoint's and its packager's groups use the team's key; the preview endpoint's
+    and its packager's the preview bucket's own key."""
     _, template = synthesized
-    groups = {json.dumps(g["Properties"]["LogGroupName"]): g["Properties"]
-              for k, g in resources(template, "AWS::Logs::LogGroup").items() if not k.startswith("ClientLogs")}
-    assert json.dumps({"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", {"Ref": "EndpointName"}]]}) in groups
-    assert len(groups) == 3
-    for props in groups.values():
-        assert props["KmsKeyId"] == KEY_ARN and props["RetentionInDays"] == 90
-    (endpoint,) = resources(template, "AWS::SageMaker::Endpoint").values()
-    endpoint_group = next(k for k, g in resources(template, "AWS::Logs::LogGroup").items()
-                          if "Endpoints" in json.dumps(g["Properties"]["LogGroupName"]))
+    groups = {k: g["Properties"] for k, g in resources(template, "AWS::Logs::LogGroup").items()
+              if not k.startswith(("ClientLogs", "ApiAccessLogs"))}
+    teams = {json.dumps(g["LogGroupName"]): g for g in groups.values() if g["KmsKeyId"] == KEY_ARN}
+    assert json.dumps({"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", {"Ref": "EndpointName"}]]}) in teams
+    assert len(teams) == 3 and all(g["RetentionInDays"] == 90 for g in teams.values())
+    preview_key, _ = only(template, "AWS::KMS::Key", "PreviewModels")
+    previews = [g for g in groups.values() if g["KmsKeyId"] == {"Fn::GetAtt": [preview_key, "Arn"]}]
+    assert len(previews) == 3 and len(groups) == 6
+    _, endpoint = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
+    endpoint_group = next(k for k, g in groups.items() if g.get("KmsKeyId") == KEY_ARN
+                          and "Endpoints" in json.dumps(g["LogGroupName"]))
     assert endpoint_group in endpoint["DependsOn"]
 
 
 def test_both_scaling_policies(synthesized):
     _, template = synthesized
-    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint")
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["DependsOn"] == [endpoint_id]
     assert target["Properties"]["ResourceId"] == {"Fn::Join": ["", ["endpoint/", {"Ref": "EndpointName"},
@@ -161,12 +166,100 @@ def test_the_storage_team_gets_the_archive_write_statements(synthesized):
     _, template = synthesized
     output = template["Outputs"]["ArchiveWritePolicyStatements"]["Value"]["Fn::Join"]
     text = json.dumps(output)
-    packager_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("ModelArtifactProviderPackagerRole"))
+    packager_role, _ = only(template, "AWS::IAM::Role", "PackagerPackagerRole")
     assert json.dumps({"Fn::GetAtt": [packager_role, "Arn"]}) in text
     for sid in ("OnlyArchiveWritersChangeModelArchives", "DenyModelArchivesNotSseKms", "DenyModelArchivesWithAnotherKey"):
         assert sid in text
     assert "arn:aws:s3:::platform-shared-models/image-editing/*" in text.replace('", {"Ref": "AWS::Partition"}, "', "aws")
-    assert not resources(template, "AWS::S3::BucketPolicy")  # nothing written to a bucket the app does not own
+    # nothing written to a bucket the app does not own (its own preview bucket has its policies)
+    assert "platform-shared-models" not in json.dumps(resources(template, "AWS::S3::BucketPolicy"))
+
+
+def test_the_rest_api_invokes_the_endpoint_with_the_callers_target_model(synthesized):
+    _, template = synthesized
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
+    _, method = only(template, "AWS::ApiGateway::Method")
+    props = method["Properties"]
+    assert (props["HttpMethod"], props["AuthorizationType"]) == ("POST", "AWS_IAM")
+    assert props["RequestParameters"] == {"method.request.header.X-Target-Model": True}
+    integration = props["Integration"]
+    assert integration["RequestParameters"] == {
+        "integration.request.header.X-Amzn-SageMaker-Target-Model": "method.request.header.X-Target-Model"}
+    uri = json.dumps(integration["Uri"])
+    assert "runtime.sagemaker:path/endpoints/" in uri and '{"Ref": "EndpointName"}' in uri
+    role_id = integration["Credentials"]["Fn::GetAtt"][0]
+    (policy,) = [p["Properties"] for p in resources(template, "AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id}}]
+
+
+def test_the_partner_account_assumes_a_role_that_invokes_only_this_endpoint(synthesized):
+    _, template = synthesized
+    endpoint_id, _ = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
+    role_id, role = only(template, "AWS::IAM::Role", "ImageEditingPartnerInvoker")
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert "444455556666" in json.dumps(trust["Principal"])
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": "partner-image-editing"}}
+    _, policy = only(template, "AWS::IAM::ManagedPolicy", "ImageEditingPartnerInvokerPolicy")
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id},
+         "Sid": "InvokeThisEndpoint"}]
+    output = template["Outputs"]["PartnerInvokerArn"]
+    assert output["Value"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert output["Description"] == "Role account 444455556666 assumes to invoke the endpoint"
+
+
+def test_updates_roll_out_as_a_canary_that_the_endpoint_alarms_roll_back(synthesized):
+    _, template = synthesized
+    _, endpoint = only(template, "AWS::SageMaker::Endpoint", "ImageEditing")
+    config = endpoint["Properties"]["DeploymentConfig"]
+    assert config["BlueGreenUpdatePolicy"] == {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 600},
+        "TerminationWaitInSeconds": 1200}
+    names = [a["AlarmName"]["Ref"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
+    assert [n.startswith(p) for n, p in zip(names, ("AlarmsServerErrorRate", "AlarmsModelLatencyP90"))] == [True] * 2
+    _, preview = only(template, "AWS::SageMaker::Endpoint", "Preview")
+    assert "DeploymentConfig" not in preview["Properties"]
+
+
+def test_target_models_are_parameters_the_client_may_read(synthesized):
+    _, template = synthesized
+    parameters = {p["Properties"]["Name"]: p["Properties"]["Value"]["Fn::GetAtt"][0]
+                  for p in resources(template, "AWS::SSM::Parameter").values()}
+    assert sorted(parameters) == ["/platform/image-editing/target-model/preview/lama",
+                                  "/platform/image-editing/target-model/sam"]
+    sam_parameter, _ = next((k, v) for k, v in resources(template, "AWS::SSM::Parameter").items()
+                            if v["Properties"]["Name"].endswith("/sam"))
+    client_role, _ = only(template, "AWS::IAM::Role", "ClientRole")
+    (policy,) = [p for p in resources(template, "AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": client_role}]]
+    reads = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "ssm:GetParameter" in s["Action"]]
+    assert len(reads) == 1 and {"Ref": sam_parameter} in reads[0]["Resource"]["Fn::Join"][1]
+
+
+def test_each_store_has_its_own_packager(synthesized):
+    _, template = synthesized
+    functions = {k: v["Properties"] for k, v in resources(template, "AWS::Lambda::Function").items()
+                 if v["Properties"].get("Handler") == "packager.lambda_handler.handler"}
+    by_id = {k.split("Packager")[0] or "Packager": v for k, v in functions.items()}
+    assert (by_id["Packager"]["MemorySize"], by_id["Packager"]["Timeout"]) == (4096, 720)
+    assert by_id["Preview"]["Architectures"] == ["x86_64"] and by_id["Preview"]["MemorySize"] == 3008
+    artifacts = {a["Properties"]["ModelName"]: a["Properties"] for a in resources(template, "Custom::ModelArtifact").values()}
+    assert (artifacts["sam"]["Prefix"], artifacts["sam"]["OnDelete"]) == ("image-editing/", "retire")
+    assert (artifacts["lama"]["Prefix"], artifacts["lama"]["OnDelete"]) == ("preview/", "delete")
+    assert artifacts["sam"]["ServiceToken"] != artifacts["lama"]["ServiceToken"]
+
+
+def test_the_endpoint_reaches_only_s3_and_the_vpc_endpoints(synthesized):
+    _, template = synthesized
+    group_id, group = only(template, "AWS::EC2::SecurityGroup", "ImageEditing")
+    assert group["Properties"]["SecurityGroupEgress"] == [
+        {"CidrIp": "10.20.0.0/16", "Description": "VPC interface endpoints", "FromPort": 443, "IpProtocol": "tcp",
+         "ToPort": 443}]
+    (prefix_rule,) = [e["Properties"] for e in resources(template, "AWS::EC2::SecurityGroupEgress").values()
+                      if e["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}]
+    assert (prefix_rule["DestinationPrefixListId"], prefix_rule["FromPort"]) == ("pl-6da54004", 443)
 
 
 def _load_platform_app():
@@ -178,7 +271,7 @@ def _load_platform_app():
 
 #: The team's own resources (a client Lambda, its role, its log group): findings of the packs there
 #: are the team's to fix or acknowledge; nothing the constructs create is left unreviewed.
-TEAM_RESOURCES = ("Client/", "ClientRole/", "ClientLogs/")
+TEAM_RESOURCES = ("Client/", "ClientRole/", "ClientLogs/", "Api/", "ApiAccessLogs/")
 
 
 def test_every_acknowledgement_fires_and_only_the_teams_resources_are_left_under_all_five_packs(tmp_path, monkeypatch):
