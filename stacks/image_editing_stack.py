@@ -26,7 +26,7 @@ from mme_constructs import (
 )
 from mme.serving_image import layout, lockfile
 from mme_constructs.gpu_runtime import CudaBuild, torch_build
-from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings, rolling_batch
+from stacks.settings import ALARM_THRESHOLDS, LOG_RETENTION_DAYS, StackSettings, rolling_batch, rolling_fits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,10 +205,13 @@ def endpoint_deployment(settings: StackSettings) -> EndpointDeployment | None:
     bake); with two or more, a rolling update in batches of one instance (5% of
     ``maxInstanceCount`` when that is more), which never runs more than one batch of extra
     instances, where blue/green would run a whole second fleet of GPU instances for the update.
+    When no batch size fits every fleet size autoscaling allows (at least 5% of the largest, at
+    most half of the smallest: ``minInstanceCount`` 2 with ``maxInstanceCount`` over 20), it is
+    all at once.
     """
     kind = settings.deployment
     if kind == "auto":
-        kind = "all-at-once" if settings.min_instance_count < 2 else "rolling"
+        kind = "rolling" if settings.min_instance_count >= 2 and rolling_fits(settings) else "all-at-once"
     if kind == "none":
         return None
     wait = Duration.minutes(DEFAULT_STEP_WAIT_MINUTES if settings.deployment_wait_minutes is None

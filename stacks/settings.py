@@ -437,6 +437,12 @@ def rolling_batch(max_instance_count: int) -> int:
     return max(1, -(-max_instance_count * 5 // 100))
 
 
+def rolling_fits(settings: StackSettings) -> bool:
+    """Whether one batch size fits every fleet size autoscaling allows: at least 5% of
+    ``maxInstanceCount`` and at most half of ``minInstanceCount``."""
+    return rolling_batch(settings.max_instance_count) <= settings.min_instance_count // 2
+
+
 def _check_relations(settings: StackSettings) -> None:
     """Rules between keys (each value is valid on its own by now)."""
     if settings.max_instance_count < settings.min_instance_count:
@@ -458,8 +464,7 @@ def _check_relations(settings: StackSettings) -> None:
         raise SettingsError(
             f"context deployment: {settings.deployment} moves traffic or capacity in steps of at most half the "
             f"instances, so it needs minInstanceCount >= 2 (got {settings.min_instance_count}); use all-at-once or auto")
-    rolling = settings.deployment == "rolling" or (settings.deployment == "auto" and settings.min_instance_count >= 2)
-    if rolling and rolling_batch(settings.max_instance_count) > settings.min_instance_count // 2:
+    if settings.deployment == "rolling" and not rolling_fits(settings):
         raise SettingsError(
             f"context maxInstanceCount: a rolling update's batch must be at least 5% of {settings.max_instance_count} "
             f"instances ({rolling_batch(settings.max_instance_count)}) and at most half of minInstanceCount "

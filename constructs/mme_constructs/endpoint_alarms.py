@@ -72,16 +72,16 @@ class EndpointAlarms(Construct):
       ``auto_scale_instance_count`` is called after the alarms are made (the alarm is added
       then); without either, no ``InstancesAtMax`` alarm. ``instances_at_max_for``: default 30
       minutes (1-minute periods).
-
-    The percentages, the ratio and ``max_instance_count`` may be tokens (a ``CfnParameter``'s
-    ``value_as_number``): checked when they resolve to a number at synth, else by CloudWatch at
-    deploy. Times are ``Duration`` literals.
     * ``period``: default 5 minutes; ``evaluation_periods``: default 3 (every alarm but
       ``InstancesAtMax`` looks at the last ``evaluation_periods`` periods).
     * ``alarm_name_prefix``: default the endpoint name; alarm names are ``<prefix>-<what>``.
     * ``use_for_rollback``: default ``True``: the 5xx rate and latency alarms become the owned
       endpoint's rollback alarms (``MultiModelEndpoint.add_rollback_alarms``), which a
       ``deployment`` watches while it bakes.
+
+    The percentages, the ratio and ``max_instance_count`` may be tokens (a ``CfnParameter``'s
+    ``value_as_number``): checked when they resolve to a number at synth, else by CloudWatch at
+    deploy. Times are ``Duration`` literals.
 
     Attributes: ``alarms`` (construct id -> ``cloudwatch.Alarm``), ``endpoint``, ``topic``,
     ``rollback_alarms`` (the 5xx rate and latency alarms that are made: what an endpoint's
@@ -118,6 +118,8 @@ class EndpointAlarms(Construct):
         for key, _low, _high, rule, requirement in _NUMBER_PROPS:
             if props[key] is not None:
                 validate_when_resolved(self, key, props[key], rule, requirement)
+        if max_instance_count is not None:
+            validate_when_resolved(self, "max_instance_count", max_instance_count, lambda x: x >= 1, ">= 1")
         self.endpoint = endpoint
         self.topic = topic
         self._prefix = alarm_name_prefix or endpoint.endpoint_name

@@ -16,12 +16,15 @@ Typical use in a stack::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jsii
 from aws_cdk import (
+    Annotations,
     Aws,
     CfnResource,
     CustomResource,
@@ -43,7 +46,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
-from constructs import Construct
+from constructs import Construct, IValidation
 
 from mme_constructs._nag import acknowledge, acknowledge_wildcards
 from mme_constructs._network import network_errors, resolve_network
@@ -146,20 +149,21 @@ class ModelPackager(Construct):
     @classmethod
     def of(cls, scope: Construct, *, model_store: ModelStore, **props) -> "ModelPackager":
         """The packager of ``scope``'s stack for ``model_store``: one made for it already (by this
-        method or directly), else a new one at the stack's root (with ``props``; giving props for
-        one that exists is an error)."""
+        method or directly, anywhere in the stack), else a new one at the stack's root with
+        ``props`` (giving props for one that exists is an error): id ``ModelArtifactProvider`` for the
+        first store, ``ModelArtifactProvider<8 hex of the store>`` for the others."""
         stack = Stack.of(scope)
-        found = [c for c in stack.node.children if isinstance(c, ModelPackager) and c.model_store.is_same_as(model_store)]
+        found = [c for c in stack.node.find_all()
+                 if isinstance(c, ModelPackager) and Stack.of(c) is stack and c.model_store.is_same_as(model_store)]
         if found:
             if props:
                 raise ValueError(f"{found[0].node.path} exists already: give {', '.join(sorted(props))} on its first "
                                  "use, or make a ModelPackager yourself and pass it as packager=")
             return found[0]
-        existing = stack.node.try_find_child(cls.CONSTRUCT_ID)
-        if existing is not None:
-            raise ValueError(f"model_store: the stack's packager {existing.node.path} serves another model store; "
-                             "make a ModelPackager for this one and pass it to its ModelArtifacts (packager=)")
-        return cls(stack, cls.CONSTRUCT_ID, model_store=model_store, **props)
+        construct_id = cls.CONSTRUCT_ID
+        if stack.node.try_find_child(construct_id) is not None:  # the stack's first store has the plain id
+            construct_id += hashlib.sha256(model_store.identity().encode()).hexdigest()[:8]
+        return cls(stack, construct_id, model_store=model_store, **props)
 
     def __init__(self, scope: Construct, construct_id: str, *, model_store: ModelStore,
                  memory_size: int = PACKAGER_MEMORY_MB, timeout: Duration = PACKAGER_TIMEOUT,
@@ -313,6 +317,25 @@ class ModelPackager(Construct):
         return statements
 
 
+@jsii.implements(IValidation)
+class _RetiredArchivesExpire:
+    """Retired archives stay until a lifecycle rule expires them: warn when the store has none."""
+
+    def __init__(self, artifact: "ModelArtifact") -> None:
+        self._artifact = artifact
+
+    def validate(self) -> list[str]:
+        store = self._artifact.model_store
+        if store.retired_archive_expiration is None:
+            rule = json.dumps(store.retired_archive_rule(), sort_keys=True)
+            Annotations.of(self._artifact).add_warning_v2(
+                "mme-constructs:retiredArchivesNotExpired",
+                f"archives this artifact replaces are retired (kept, tagged archive-state=retired) but the bucket has "
+                f"no rule of this app that expires them: call model_store.expire_retired_archives() for a bucket "
+                f"of this app, have the bucket's owner add the lifecycle rule {rule}, or give on_delete='delete'")
+        return []
+
+
 def _function_errors(memory_size: int, timeout: Duration, architecture: lambda_.Architecture) -> list[str]:
     errors = []
     low, high = PACKAGER_MEMORY_RANGE_MB
@@ -442,6 +465,8 @@ class ModelArtifact(Construct):
             properties=properties,
         )
         self.resource.node.add_dependency(self.provider.policy)
+        if on_delete == "retire":
+            self.node.add_validation(_RetiredArchivesExpire(self))
         self.target_model_parameter = None if target_model_parameter_name is None else ssm.StringParameter(
             self, "TargetModelParameter", parameter_name=target_model_parameter_name, string_value=self.target_model,
             description=f"TargetModel of {model_name}: the archive a multi-model endpoint loads for it")

@@ -12,7 +12,6 @@ from constructs import Construct
 
 from mme_constructs._nag import acknowledge
 from mme_constructs.model_store import ModelStore
-from mme_constructs.packager.core import RETIRED_TAG
 from mme_constructs.packager.key_prefix import checked_key_prefix
 
 _REPLICATION_RULES = ("NIST.800.53.R5-S3BucketReplicationEnabled", "HIPAA.Security-S3BucketReplicationEnabled",
@@ -71,7 +70,7 @@ class ModelBucket(Construct):
         access_log_retention: Duration = Duration.days(365),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
-        prefix = checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
+        checked_key_prefix(model_prefix, "model_prefix")  # a bad prefix fails before any resource is made
         seconds = retired_archive_expiration.to_seconds()
         if seconds < 86400 or seconds % 86400:
             raise ValueError(f"ModelBucket {construct_id}: retired_archive_expiration must be whole days, at least 1, "
@@ -94,12 +93,10 @@ class ModelBucket(Construct):
             removal_policy)
         self.bucket = self._model_bucket(noncurrent_version_expiration, abort_incomplete_multipart_upload_after,
                                          removal_policy)
-        self.bucket.add_lifecycle_rule(id="expire-retired-archives", prefix=prefix,
-                                       tag_filters={RETIRED_TAG[0]: RETIRED_TAG[1]},
-                                       expiration=retired_archive_expiration)
         self.retired_archive_expiration = retired_archive_expiration
         self.model_store = ModelStore(self.bucket, model_prefix=model_prefix, encryption_key=self.encryption_key,
                                       archive_writers=archive_writers)
+        self.model_store.expire_retired_archives(retired_archive_expiration)
 
     def _access_log_bucket(self, retention: Duration, noncurrent_version_expiration: Duration,
                            abort_incomplete_multipart_upload_after: Duration,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 import jsii
-from aws_cdk import Annotations, IStableListProducer, Lazy, Stack, Token
+from aws_cdk import Annotations, Duration, IStableListProducer, Lazy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -14,6 +14,7 @@ from constructs import Construct, IConstruct
 
 from mme_constructs._nag import acknowledge_wildcards
 from mme_constructs.key_policies import keys_differ
+from mme_constructs.packager.core import RETIRED_TAG
 from mme_constructs.packager.key_prefix import checked_key_prefix
 
 #: Object actions the packager needs on its own archives (multipart upload, HEAD, tags, delete).
@@ -112,6 +113,31 @@ class ModelStore:
         for writer in archive_writers:
             self.add_archive_writer(writer)
         self.archive_writers_enforced = self._add_to_bucket_policy()
+        #: how long retired archives stay (:meth:`expire_retired_archives`), ``None``: no rule of this app
+        self.retired_archive_expiration: Duration | None = None
+
+    def expire_retired_archives(self, expiration: Duration = Duration.days(14)) -> bool:
+        """Add the lifecycle rule ``expire-retired-archives`` to the bucket: archives under the prefix
+        tagged ``archive-state=retired`` (what the packager does with a replaced archive) expire
+        ``expiration`` (whole days) after they were retired. ``False`` for a bucket this app does not
+        own, whose owner adds the rule (``retired_archive_rule``); ``ModelBucket`` calls it itself."""
+        days = expiration.to_seconds() / 86400
+        if days < 1 or days != int(days):
+            raise ValueError(f"retired archive expiration must be whole days, at least 1, got "
+                             f"{expiration.to_human_string()}")
+        if not isinstance(self.bucket, s3.Bucket):
+            return False
+        self.bucket.add_lifecycle_rule(id="expire-retired-archives", prefix=self.model_prefix,
+                                       tag_filters={RETIRED_TAG[0]: RETIRED_TAG[1]}, expiration=expiration)
+        self.retired_archive_expiration = expiration
+        return True
+
+    def retired_archive_rule(self, days: int = 14) -> dict:
+        """The S3 lifecycle rule (``PutBucketLifecycleConfiguration`` form) that expires retired
+        archives ``days`` after their retirement: for the owner of a bucket this app does not own."""
+        return {"ID": "expire-retired-archives", "Status": "Enabled", "Expiration": {"Days": days},
+                "Filter": {"And": {"Prefix": self.model_prefix,
+                                   "Tags": [{"Key": RETIRED_TAG[0], "Value": RETIRED_TAG[1]}]}}}
 
     @property
     def model_data_url(self) -> str:
@@ -121,6 +147,13 @@ class ModelStore:
     def arn_for_archives(self, key_pattern: str = "*") -> str:
         """ARN of the objects ``<prefix><key_pattern>`` (e.g. ``sam-*.tar.gz``)."""
         return self.bucket.arn_for_objects(f"{self.model_prefix}{key_pattern}")
+
+    def identity(self) -> str:
+        """Bucket construct, prefix and key construct, as one string (what :meth:`is_same_as` compares)."""
+        def path(c: IConstruct | None) -> str:
+            return c.node.path if c is not None else ""
+
+        return "|".join((path(self.bucket), self.model_prefix, path(self.encryption_key)))
 
     def is_same_as(self, other: "ModelStore") -> bool:
         """Same bucket construct, prefix and key construct."""

@@ -205,6 +205,11 @@ class MultiModelEndpoint(MultiModelEndpointBase):
         self.add_rollback_alarms(*rollback_alarms)
         if deployment is not None:
             self.on_auto_scaling(lambda scaling: self.node.add_validation(_ScalingAllowsDeployment(self, scaling)))
+        else:
+            self.node.add_validation(_RollbackNeedsDeployment(self))
+        # With autoscaling, an update keeps the instance count autoscaling reached (not
+        # initial_instance_count) and the variant's weight.
+        self.on_auto_scaling(lambda _: self.cfn_endpoint.add_property_override("RetainAllVariantProperties", True))
         # The log group exists before SageMaker starts the instances, so SageMaker never creates it.
         self.cfn_endpoint.node.add_dependency(self.log_group)
         self.endpoint_arn = self.cfn_endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
@@ -492,6 +497,23 @@ class _DeploymentConfig:
     def produce(self):
         names = [alarm.alarm_name for alarm in self._endpoint.rollback_alarms]
         return self._endpoint.deployment.render(names)
+
+
+@jsii.implements(IValidation)
+class _RollbackNeedsDeployment:
+    """Rollback alarms do something only during a guarded deployment: say so instead of ignoring them."""
+
+    def __init__(self, endpoint: MultiModelEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def validate(self) -> list[str]:
+        if self._endpoint.rollback_alarms:
+            Annotations.of(self._endpoint).add_warning_v2(
+                "mme-constructs:rollbackAlarmsWithoutDeployment",
+                f"{len(self._endpoint.rollback_alarms)} rollback alarm(s) but no deployment: SageMaker watches "
+                "rollback alarms only during a guarded update; give deployment=EndpointDeployment...(), or "
+                "EndpointAlarms(use_for_rollback=False)")
+        return []
 
 
 @jsii.implements(IValidation)

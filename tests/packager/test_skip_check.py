@@ -106,6 +106,8 @@ def test_a_retired_archive_keeps_its_bytes_key_and_metadata_and_is_skipped_again
     first = package("tiny", sources, NONE, destination)
     before = s3.head_object(Bucket=bucket, Key=first.key)
     body = s3.get_object(Bucket=bucket, Key=first.key)["Body"].read()
+    tags = s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]
+    s3.put_object_tagging(Bucket=bucket, Key=first.key, Tagging={"TagSet": [*tags, {"Key": "team", "Value": "vision"}]})
 
     assert destination.retire(first.key, "2026-01-02")
     after = s3.head_object(Bucket=bucket, Key=first.key)
@@ -114,9 +116,11 @@ def test_a_retired_archive_keeps_its_bytes_key_and_metadata_and_is_skipped_again
     assert s3.get_object(Bucket=bucket, Key=first.key)["Body"].read() == body
     tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]}
     assert tags == {"sha256": first.sha256, "input-digest": first.input_digest, "archive-state": "retired",
-                    "retired-at": "2026-01-02"}
+                    "retired-at": "2026-01-02", "team": "vision"}
     assert not destination.retire("models/tiny-0000000000000000.tar.gz", "2026-01-02")
 
     again = package("tiny", sources, NONE, destination)
     assert again.skipped and again.sha256 == first.sha256
-    assert "archive-state" not in {t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]}
+    # current again: the retirement tags go, the others stay
+    assert {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=first.key)["TagSet"]} == {
+        "sha256": first.sha256, "input-digest": first.input_digest, "team": "vision"}

@@ -13,8 +13,9 @@ on-call topic and gets a dashboard; the endpoint's and the packager's log groups
 key. Each model's TargetModel is an SSM parameter its clients read. A second store, the team's
 own bucket, holds the archives of a preview endpoint, built by its own packager. The shared bucket
 belongs to the storage team: its policy cannot be changed from here, so the statements that keep
-archive writes to the packager are a stack output the storage team adds to the bucket's policy
-(and the construct's warning about it is acknowledged). It runs with CDK's default feature flags
+archive writes to the packager are a stack output the storage team adds to the bucket's policy,
+and so is the lifecycle rule that expires retired archives (the constructs' warnings about both
+are acknowledged). It runs with CDK's default feature flags
 (no context of this repository) and the AwsSolutions checks.
 
     cd tests/platform_app && npx cdk synth      # or: python3 platform_app.py
@@ -187,6 +188,12 @@ class InferenceStack(cdk.Stack):
         cdk.Annotations.of(store.bucket).acknowledge_warning(
             UNENFORCED_WARNING, "The storage team's stack adds the ArchiveWritePolicyStatements output to the "
             "shared bucket's policy on each release of this stack.")
+        # Replaced archives are retired, not deleted: the storage team's lifecycle rule expires them.
+        cdk.CfnOutput(self, "RetiredArchiveRule", description="Add to the lifecycle rules of platform-shared-models",
+                      value=self.to_json_string(store.retired_archive_rule(days=14)))
+        cdk.Annotations.of(self).acknowledge_warning(
+            "mme-constructs:retiredArchivesNotExpired", "The storage team adds the RetiredArchiveRule output to the "
+            "shared bucket's lifecycle rules with the archive write statements.")
 
     def _client(self, endpoint_name: str) -> lambda_.Function:
         """The team's client Lambda, with its own role and log group."""

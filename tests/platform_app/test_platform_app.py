@@ -171,6 +171,9 @@ def test_the_storage_team_gets_the_archive_write_statements(synthesized):
     for sid in ("OnlyArchiveWritersChangeModelArchives", "DenyModelArchivesNotSseKms", "DenyModelArchivesWithAnotherKey"):
         assert sid in text
     assert "arn:aws:s3:::platform-shared-models/image-editing/*" in text.replace('", {"Ref": "AWS::Partition"}, "', "aws")
+    rule = json.loads(template["Outputs"]["RetiredArchiveRule"]["Value"])
+    assert rule["Filter"]["And"] == {"Prefix": "image-editing/", "Tags": [{"Key": "archive-state", "Value": "retired"}]}
+    assert rule["Expiration"] == {"Days": 14}
     # nothing written to a bucket the app does not own (its own preview bucket has its policies)
     assert "platform-shared-models" not in json.dumps(resources(template, "AWS::S3::BucketPolicy"))
 

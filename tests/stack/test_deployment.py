@@ -149,8 +149,11 @@ def test_a_capacity_size_is_one_whole_number(bad):
      {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
          "Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 300},
          "TerminationWaitInSeconds": 1800}}),
+    ({"minInstanceCount": 2, "initialInstanceCount": 2, "maxInstanceCount": 30},
+     {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"},
+                                "TerminationWaitInSeconds": 1200}}),
     ({"deployment": "none"}, None),
-], ids=["one-instance", "fleet", "canary", "none"])
+], ids=["one-instance", "fleet", "canary", "no-batch-fits", "none"])
 def test_the_stack_picks_its_rollout_from_context(synth_stack, context, expected):
     app, stack, template = synth_stack(**context)
     config = json.loads(json.dumps(template.to_json()))
@@ -172,8 +175,32 @@ def test_a_stepped_rollout_with_one_instance_is_a_context_error():
         settings_from_context({"deployment": "rolling"}.get)
     with pytest.raises(SettingsError, match=r"context maxInstanceCount: a rolling update's batch must be at least 5% "
                                             r"of 30 instances \(2\) and at most half of minInstanceCount 2"):
-        settings_from_context({"minInstanceCount": 2, "initialInstanceCount": 2, "maxInstanceCount": 30}.get)
+        settings_from_context({"minInstanceCount": 2, "initialInstanceCount": 2, "maxInstanceCount": 30,
+                               "deployment": "rolling"}.get)
     with pytest.raises(SettingsError, match=r"context deployment: 'blue' is not one of auto, all-at-once"):
         settings_from_context({"deployment": "blue"}.get)
     with pytest.raises(SettingsError, match=r"context deploymentBakeMinutes: SageMaker waits at most 60 minutes, got 90"):
         settings_from_context({"deploymentBakeMinutes": "90"}.get)
+
+
+def test_with_autoscaling_an_update_keeps_the_instance_count_autoscaling_reached(tmp_path):
+    def build(stack):
+        mme = make_endpoint(stack, deployment=EndpointDeployment.all_at_once())
+        mme.auto_scale_instance_count(max_capacity=3)
+
+    (endpoint,) = resources(_synth(tmp_path, build), "AWS::SageMaker::Endpoint").values()
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+    (plain,) = resources(_synth(tmp_path / "plain", make_endpoint), "AWS::SageMaker::Endpoint").values()
+    assert "RetainAllVariantProperties" not in plain["Properties"]
+
+
+def test_rollback_alarms_without_a_deployment_warn(tmp_path):
+    from aws_cdk.assertions import Annotations, Match
+
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "S")
+    EndpointAlarms(stack, "Alarms", endpoint=make_endpoint(stack))
+    app.synth()
+    (warning,) = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("mme-constructs:rollbackAlarmsWithoutDeployment"))
+    assert warning.id == "/S/E" and "2 rollback alarm(s) but no deployment" in warning.entry.data

@@ -6,6 +6,7 @@ model's TargetModel published as an SSM parameter. Real synth."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def test_two_stores_each_with_its_own_packager_and_props(tmp_path):
              if k.startswith(("BigPackagerPackagerPolicy", "ModelArtifactProviderPackagerPolicy"))}
     assert len(roles) == 2
     assert sum("/preview/*" in text for text in roles.values()) == 1
+
+
+def test_each_store_gets_its_own_default_packager(tmp_path):
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "S")
+    first, second = ModelBucket(stack, "First").model_store, ModelBucket(stack, "Second").model_store
+    one, two = ModelPackager.of(stack, model_store=first), ModelPackager.of(stack, model_store=second)
+    assert one.node.id == "ModelArtifactProvider" and re.fullmatch(r"ModelArtifactProvider[0-9a-f]{8}", two.node.id)
+    assert ModelPackager.of(stack, model_store=second) is two
 
 
 def test_a_packager_of_another_store_is_refused_and_of_names_the_way_out(tmp_path):
@@ -244,3 +253,46 @@ def test_the_target_model_parameter_and_its_read_grant(tmp_path):
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert "ssm:GetParameter" in statement["Action"]
     assert {"Ref": parameter_id} in statement["Resource"]["Fn::Join"][1]
+
+
+def test_an_owned_bucket_gets_the_expiry_rule_and_an_imported_one_a_warning_with_the_rule(tmp_path):
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Annotations, Match
+
+    from mme_constructs import ModelStore
+
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "S")
+    owned = ModelStore(s3.Bucket(stack, "Owned", enforce_ssl=True), model_prefix="own/")
+    assert owned.expire_retired_archives(cdk.Duration.days(3)) and owned.retired_archive_expiration.to_days() == 3
+    shared = ModelStore(s3.Bucket.from_bucket_name(stack, "Shared", "shared-models"), model_prefix="mme/")
+    assert not shared.expire_retired_archives()
+    with pytest.raises(ValueError, match="whole days, at least 1, got 12 hours"):
+        shared.expire_retired_archives(cdk.Duration.hours(12))
+    ModelArtifact.from_model_sources(stack, "Mine", model_sources_dir=SOURCES, model_name="sam", model_store=owned)
+    ModelArtifact.from_model_sources(stack, "Theirs", model_sources_dir=SOURCES, model_name="sam", model_store=shared)
+    ModelArtifact.from_model_sources(stack, "Deleted", model_sources_dir=SOURCES, model_name="lama",
+                                     model_store=shared, on_delete="delete")
+    app.synth()
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("mme-constructs:retiredArchivesNotExpired"))
+    assert [w.id for w in warnings] == ["/S/Theirs"]
+    assert '"Prefix": "mme/"' in warnings[0].entry.data and '"Days": 14' in warnings[0].entry.data
+    rules = resources(template_of(app, "S"), "AWS::S3::Bucket")
+    (own_bucket,) = rules.values()
+    assert own_bucket["Properties"]["LifecycleConfiguration"]["Rules"] == [
+        {"ExpirationInDays": 3, "Id": "expire-retired-archives", "Prefix": "own/", "Status": "Enabled",
+         "TagFilters": [{"Key": "archive-state", "Value": "retired"}]}]
+
+
+def test_of_finds_a_packager_made_anywhere_in_the_stack(tmp_path):
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "S")
+    store = ModelBucket(stack, "B").model_store
+    nested = ModelPackager(cdk_construct(stack, "Team"), "Packager", model_store=store)
+    assert ModelPackager.of(stack, model_store=store) is nested
+
+
+def cdk_construct(scope, construct_id):
+    from constructs import Construct
+
+    return Construct(scope, construct_id)

@@ -190,7 +190,7 @@ class S3Destination:
             log.warning("%s exists but its bytes do not hash to its recorded sha256; rebuilding it", self.location(key))
             return None
         if recorded.get(RETIRED_TAG[0]) == RETIRED_TAG[1]:
-            self.finalize(key, recorded["sha256"], size, recorded["input-digest"])  # current again: not expired
+            self._tag(key, [t for t in tags if t["Key"] not in (RETIRED_TAG[0], RETIRED_AT_TAG)])  # current again
             log.info("%s was retired; its inputs are current again, so it is kept", self.location(key))
         return recorded["sha256"], size
 
@@ -218,6 +218,12 @@ class S3Destination:
         except Exception as err:  # noqa: BLE001
             raise UploadError(f"cannot retire {self.location(key)}: {aws_error_message(err)}") from None
         return True
+
+    def _tag(self, key: str, tags: list[dict]) -> None:
+        try:
+            self.s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tags})
+        except Exception as err:  # noqa: BLE001
+            raise UploadError(f"cannot tag {self.location(key)}: {aws_error_message(err)}") from None
 
     def _copy_onto_itself(self, key: str, head: Mapping) -> None:
         """A server-side copy of ``key`` to itself with its metadata, content type and encryption."""
