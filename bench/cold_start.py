@@ -24,7 +24,7 @@ gets the first ``InvokeEndpoint`` for the ``TargetModel`` and the stages are tim
 (one S3 GetObject streamed to disk), **unpack** (tar.gz into the model folder),
 **register** (the Load Model call up to a live worker: TorchServe's bookkeeping and the worker
 process start), **initialize** (the worker's LOAD: handler import + ``initialize()``, TorchServe's
-own ``Backend response time`` of that LOAD in ``ts_log.log``) and **first request** (the original
+own ``Backend response time`` of that LOAD in its console output) and **first request** (the original
 sample's payload: JPEG image and mask, ``gen_args`` as a JSON string; SD at ``--sd-steps``).
 Then the model is unloaded so the next measurement starts cold again (new worker; the archive's
 bytes may still be in the page cache, for both ways alike). Before a model's measurements, one
@@ -140,8 +140,9 @@ def first_request(name: str, sd_steps: int) -> bytes:
 
 
 # ---------------------------------------------------------------------- measuring
-def _log_offsets(container) -> dict[str, int]:
-    return {log: _size(container.log_dir / log) for log in ("ts_log.log", "ts_metrics.log")}
+def _log_offsets(container) -> int:
+    """Where TorchServe's console output (its log and its metrics, as the image writes them) ends now."""
+    return _size(container.console_log)
 
 
 def _size(path: Path) -> int:
@@ -151,20 +152,20 @@ def _size(path: Path) -> int:
         return 0
 
 
-def worker_times(container, model_name: str, offsets: dict[str, int]) -> dict:
+def worker_times(container, model_name: str, offset: int) -> dict:
     """TorchServe's own figures for the new worker: ``WorkerLoadTime`` (worker start to model
-    loaded) and the LOAD's ``Backend response time`` (handler import + ``initialize``), ms."""
+    loaded) and the LOAD's ``Backend response time`` (handler import + ``initialize``), ms, from its
+    console output after ``offset``."""
     found: dict = {}
-    patterns = {"ts_metrics.log": ("worker_load_ms", rf"WorkerLoadTime\.Milliseconds:([\d.]+)\|#WorkerName:W-\d+-{model_name}_"),
-                "ts_log.log": ("backend_load_ms", rf"W-\d+-{model_name}_\S* \S+ - Backend response time: (\d+)")}
+    patterns = {"worker_load_ms": rf"WorkerLoadTime\.Milliseconds:([\d.]+)\|#WorkerName:W-\d+-{model_name}_",
+                "backend_load_ms": rf"W-\d+-{model_name}_\S* \S+ - Backend response time: (\d+)"}
     deadline = time.monotonic() + LOG_WAIT_S  # async logging: the lines may come a moment later
     while time.monotonic() < deadline and len(found) < len(patterns):
-        for log, (key, pattern) in patterns.items():
-            if key in found:
-                continue
-            with open(container.log_dir / log, "rb") as fh:
-                fh.seek(offsets[log])
-                match = re.search(pattern, fh.read().decode(errors="replace"))
+        with open(container.console_log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+        for key, pattern in patterns.items():
+            match = key not in found and re.search(pattern, text)
             if match:
                 found[key] = float(match[1])
         time.sleep(0.1)

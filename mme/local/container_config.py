@@ -32,6 +32,7 @@ TOOLKIT_ETC = "sagemaker_pytorch_serving_container/etc"
 #: The toolkit's handler service; it sets SAGEMAKER_HANDLER to it for multi-model endpoints.
 TOOLKIT_HANDLER_SERVICE = "sagemaker_pytorch_serving_container.handler_service"
 CONTAINER_DIR = layout.CONTAINER_DIR
+LOG_CONFIG = layout.LOG_CONFIG
 
 
 def toolkit_version() -> str:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mme import paths
-from mme.local import packaging
+from mme.local import packaging, request_stats
 from mme.local.processes import ProcessGroupError, group_alive, stop_process_group
 from mme.local.state import (
     IMAGE,
@@ -279,4 +279,14 @@ def status(*, state_override=None) -> dict:
     by_target = {m["target_model"]: m for m in live["models"]}
     for entry in models.values():
         entry.update({k: v for k, v in by_target.get(entry["target_model"], {}).items() if k != "target_model"})
+    info["requests"] = _request_figures(server)
     return info
+
+
+def _request_figures(server) -> dict:
+    """Per-model figures from the handlers' request lines in the server's output (as the endpoint's
+    per-model metrics count them); empty when the output cannot be read."""
+    try:
+        return request_stats.per_model(request_stats.request_lines(server.container_logs()))
+    except Exception:  # noqa: BLE001 - status reports what it can
+        return {}

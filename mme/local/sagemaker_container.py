@@ -3,7 +3,8 @@ with the endpoint's settings, speaking the container API of :mod:`mme.local.cont
 
 :class:`SageMakerContainer` starts TorchServe the way the SageMaker PyTorch inference toolkit's
 ``serve`` starts it in the serving image (``torchserve --start --model-store / --ts-config
-<properties> --log-config <toolkit's log4j2.xml>``, the properties composed by
+<properties> --log-config container/log4j2.xml``, which the image puts in place of the toolkit's
+``log4j2.xml``; the properties composed by
 :mod:`mme.local.container_config`, the image's ``ENV`` plus ``SAGEMAKER_HANDLER``). The image
 itself, run by podman or docker, is :class:`mme.local.image_container.ImageContainer`.
 
@@ -55,7 +56,7 @@ class SageMakerContainer(ContainerApi, LocalServer):
                                                     overrides=overrides)
 
     def _command(self, config_path: Path) -> list[str]:
-        log_config = container_config.toolkit_file("log4j2.xml")
+        log_config = container_config.LOG_CONFIG  # what the image puts in place of the toolkit's
         return [self.torchserve, "--start", "--foreground", "--ncs", "--model-store", "/",
                 "--ts-config", str(config_path), "--log-config", str(log_config)]
 

@@ -77,8 +77,15 @@ class LocalServer:
 
     @property
     def log_dir(self) -> Path:
-        """TorchServe's logs (ts_log.log, model_log.log, ...)."""
+        """TorchServe's logs: its console output (``torchserve.out``) and, with TorchServe's own
+        logging configuration, its log files (ts_log.log, model_log.log, ...)."""
         return self.workdir / "logs"
+
+    @property
+    def console_log(self) -> Path:
+        """TorchServe's stdout and stderr: with ``container/log4j2.xml`` its whole log, the request
+        lines of the handlers included."""
+        return self.log_dir / "torchserve.out"
 
     @property
     def key_file(self) -> Path:
@@ -113,7 +120,7 @@ class LocalServer:
                       ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
         config_path = self.workdir / "config.properties"
         config_path.write_text(self._properties())
-        stdout = open(self.log_dir / "torchserve.out", "ab")
+        stdout = open(self.console_log, "ab")
         try:
             self.process = subprocess.Popen(self._command(config_path), cwd=self.workdir, env=self._environment(),
                                             stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -164,7 +171,7 @@ class LocalServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise LocalServerError(f"torchserve exited with code {self.process.returncode}; "
-                                       f"see {self.log_dir / 'torchserve.out'}: {self._log_tail()}")
+                                       f"see {self.console_log}: {self._log_tail()}")
             try:
                 if not self.uses_tokens or self.key_file.exists():  # written before the APIs listen
                     status, _, _ = self.call("inference", "GET", "/ping", timeout=2)
@@ -177,7 +184,14 @@ class LocalServer:
 
     def _log_tail(self, n: int = 2000) -> str:
         try:
-            return (self.log_dir / "torchserve.out").read_text(errors="replace")[-n:]
+            return self.console_log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def container_logs(self) -> str:
+        """What TorchServe wrote to its console (on an endpoint: what SageMaker sends to CloudWatch Logs)."""
+        try:
+            return self.console_log.read_text(errors="replace")
         except OSError:
             return ""
 

@@ -8,6 +8,8 @@ from mme import paths
 
 CONTAINER_DIR = paths.REPO_ROOT / "container"
 DOCKERFILE = CONTAINER_DIR / "Dockerfile"
+#: TorchServe's logging in the image (in place of the toolkit's ``etc/log4j2.xml``) and in ``mme local``
+LOG_CONFIG = CONTAINER_DIR / "log4j2.xml"
 #: The image ``make image`` builds and ``mme local up --image`` / the image tests run by default.
 DEV_IMAGE = "localhost/mme-serving:dev"
 

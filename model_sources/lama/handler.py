@@ -45,7 +45,7 @@ from mme_serving import (
     load_json_overrides,
     resolve_file,
 )
-from mme_serving import weights
+from mme_serving import request_log, weights
 from mme_serving.ops import alpha_inside_mask, mask_bbox
 from mme_serving.pixels import flatten
 from region import STRATEGIES, Region, plan_region
@@ -79,6 +79,7 @@ class LamaHandler(ServingHandler):
     """LaMa inpainting handler (see the module docstring for the contract)."""
 
     default_max_image_pixels = 4096 * 4096
+    operation = "erase"
 
     def load_model(self) -> None:
         """Load a Lightning/bare state dict into the project's generator, or a TorchScript export."""
@@ -168,8 +169,9 @@ class LamaHandler(ServingHandler):
         left, top, right, bottom = region.box
         hole = mask[top:bottom, left:right]
         generated = self.fill(image[top:bottom, left:right], hole, region.model_size)
-        out = image.copy()
-        out[top:bottom, left:right][hole] = generated[hole]
+        with request_log.stage("postprocess"):
+            out = image.copy()
+            out[top:bottom, left:right][hole] = generated[hole]
         return out
 
     def infer(self, item) -> dict:
@@ -178,6 +180,7 @@ class LamaHandler(ServingHandler):
         original = np.asarray(image)
         result = self.inpaint(np.asarray(flatten(image)), mask)
         if original.shape[-1] == 4:
-            alpha = alpha_inside_mask(original[..., 3], mask, "surroundings")
-            result = np.dstack([np.where(mask[..., None], result, original[..., :3]), alpha])
+            with request_log.stage("postprocess"):
+                alpha = alpha_inside_mask(original[..., 3], mask, "surroundings")
+                result = np.dstack([np.where(mask[..., None], result, original[..., :3]), alpha])
         return {"generated_image": encode_png_b64(result, self.png_compress_level)}

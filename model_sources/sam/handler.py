@@ -50,7 +50,7 @@ from mme_serving import (
     load_json_overrides,
     resolve_file,
 )
-from mme_serving import weights
+from mme_serving import request_log, weights
 from mme_serving.errors import (
     INVALID_ARGUMENT,
     INVALID_FIELD,
@@ -135,6 +135,7 @@ class SamHandler(ServingHandler):
     """Segment Anything handler (see the module docstring for the request/response contract)."""
 
     default_max_image_pixels = 4096 * 4096
+    operation = "select"
 
     def load_model(self) -> None:
         """Build SAM from ``model_type`` (or ``weights/arch.json``) and load the ``.pth`` state dict."""
@@ -193,6 +194,7 @@ class SamHandler(ServingHandler):
                 height, width = image.shape[:2]
             else:
                 height, width = embedding.original_size
+            request_log.add_pixels(input_pixels=height * width)
         elif request.has("image_id"):
             image_id = request.field("image_id", str)
             if not _IMAGE_ID.match(image_id):
@@ -283,10 +285,12 @@ class SamHandler(ServingHandler):
             embedding = self.embed(job.image)
             cached = False
         self.cache.put(job.image_id, embedding)
+        request_log.note(cache_hit=int(cached))
         low_res, score = self.decode(job, embedding)
-        mask = self.upscale(low_res, embedding)
-        if job.dilate > 1:
-            mask = dilate(mask, job.dilate)
+        with request_log.stage("postprocess"):
+            mask = self.upscale(low_res, embedding)
+            if job.dilate > 1:
+                mask = dilate(mask, job.dilate)
         return {
             "generated_image": self.encode(mask),
             "score": score,

@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from mme_serving import Arg, ConfigError, Request, RequestError, ServingHandler, encode_png_b64
+from mme_serving import Arg, ConfigError, Request, RequestError, ServingHandler, encode_png_b64, request_log
 from mme_serving.errors import OUT_OF_RANGE
 from mme_serving.ops import alpha_inside_mask
 from mme_serving.pixels import flatten
@@ -116,6 +116,8 @@ def _above_zero(value: float, name: str) -> float:
 
 class SDInpaintHandler(ServingHandler):
     """Stable Diffusion 2 inpainting: replace the masked region of an image from a text prompt."""
+
+    operation = "replace"
 
     def load_model(self) -> None:
         """Load the diffusers pipeline from ``weights/`` with the configured scheduler/precision."""
@@ -194,6 +196,9 @@ class SDInpaintHandler(ServingHandler):
         image = request.image("image")
         mask = request.mask(image.size, "mask_image")
         steps, strength = args["num_inference_steps"], args["strength"]
+        request_log.note(steps=steps)
+        if self.log_prompts:
+            request_log.note(prompt=prompt, negative_prompt=negative)
         if int(steps * strength) < 1:
             raise RequestError(OUT_OF_RANGE, f"gen_args.strength={strength:g} with {steps} steps leaves no denoising "
                                              f"step (int(steps x strength) must be at least 1): raise either")
@@ -212,27 +217,29 @@ class SDInpaintHandler(ServingHandler):
     def _run(self, items: list[dict]) -> list:
         """One pipeline call for ``items`` (same steps, guidance and strength); returns canvases."""
         generators = [torch.Generator(device=self.device).manual_seed(it["seed"]) for it in items]
-        out = self.pipe(
-            prompt=[it["prompt"] for it in items],
-            negative_prompt=[it["negative_prompt"] for it in items],
-            image=[it["canvas"] for it in items],
-            mask_image=[it["canvas_mask"] for it in items],
-            height=self.native,
-            width=self.native,
-            num_inference_steps=items[0]["steps"],
-            guidance_scale=items[0]["guidance"],
-            strength=items[0]["strength"],
-            generator=generators,
-            output_type="pil",
-        )
+        with request_log.stage("inference"):
+            out = self.pipe(
+                prompt=[it["prompt"] for it in items],
+                negative_prompt=[it["negative_prompt"] for it in items],
+                image=[it["canvas"] for it in items],
+                mask_image=[it["canvas_mask"] for it in items],
+                height=self.native,
+                width=self.native,
+                num_inference_steps=items[0]["steps"],
+                guidance_scale=items[0]["guidance"],
+                strength=items[0]["strength"],
+                generator=generators,
+                output_type="pil",
+            )
         return list(out.images)
 
     def _respond(self, item: dict, generated) -> dict:
-        result = paste_back(item["image"], item["mask"], generated, item["plan"])
-        if result.mode == "RGBA":  # the painted pixels are opaque; the input's alpha elsewhere
-            pixels = np.array(result)
-            pixels[..., 3] = alpha_inside_mask(pixels[..., 3], item["mask"], "opaque")
-            result = pixels
+        with request_log.stage("postprocess"):
+            result = paste_back(item["image"], item["mask"], generated, item["plan"])
+            if result.mode == "RGBA":  # the painted pixels are opaque; the input's alpha elsewhere
+                pixels = np.array(result)
+                pixels[..., 3] = alpha_inside_mask(pixels[..., 3], item["mask"], "opaque")
+                result = pixels
         return {"generated_image": encode_png_b64(result, self.png_compress_level), "seed": item["seed"]}
 
     def infer(self, item: dict) -> dict:

@@ -20,6 +20,12 @@ keys, but a typo such as ``num_inference_step`` becomes visible.
 its own status (400 + ``{"error": {"code", "message"}}``) through
 ``context.set_response_status(code, phrase, idx=i)``, the rest of the batch is served, and no
 exception ever leaves ``handle`` (the worker never dies on bad input).
+
+Every request also gets its one structured line (:mod:`mme_serving.request_log`): the base times
+``preprocess`` (``parse``) and ``inference`` (each ``infer``); the codec times ``decode`` and
+``encode``; a handler marks ``postprocess`` (and, in an ``infer_batch`` of its own,
+``inference``) with ``request_log.stage`` and adds its own fields with ``request_log.note``. A
+handler names its ``operation`` (class attribute).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import logging
 import os
 import re
 import time
+import traceback
 from typing import Any
 
 import torch
@@ -38,7 +45,7 @@ from .codec import DEFAULT_MAX_IMAGE_PIXELS, ImageLimits
 from .config import Settings, select_device
 from .errors import INTERNAL_ERROR, OUT_OF_RESOURCES, RequestError, error_body
 from .request import Request
-from . import weights
+from . import request_log, weights
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,8 @@ class ServingHandler(BaseHandler):
 
     #: default for ``handler.max_image_pixels`` (subclasses may lower it)
     default_max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: what a request to this model does, for its request line (``select``, ``erase``, ``replace``)
+    operation: str = "infer"
 
     def __init__(self):
         super().__init__()
@@ -63,6 +72,8 @@ class ServingHandler(BaseHandler):
         self.model_dir: str = ""
         self.limits = ImageLimits()
         self.png_compress_level = 3
+        self.model_name = type(self).__name__
+        self.log_prompts = False
 
     # ------------------------------------------------------------------ lifecycle
     def initialize(self, context: Any) -> None:
@@ -79,6 +90,9 @@ class ServingHandler(BaseHandler):
             max_base64_chars=self.settings.get_int("max_base64_chars", 0, min=0),
         )
         self.png_compress_level = self.settings.get_int("png_compress_level", 3, min=0, max=9)
+        self.model_name = _model_name(self.manifest, context, type(self).__name__)
+        self.log_prompts = self.settings.get_bool(
+            "log_prompts", os.environ.get("MME_LOG_PROMPTS", "").strip().lower() in ("1", "true", "yes"))
         threads = self.settings.get_int("torch_threads", 0, min=0)
         if threads:
             torch.set_num_threads(threads)
@@ -102,47 +116,50 @@ class ServingHandler(BaseHandler):
         raise NotImplementedError
 
     def infer_batch(self, items: list) -> list:
-        """Serve parsed requests; one response dict or exception per item (default: one by one)."""
+        """Serve parsed requests; one response dict or exception per item (default: one by one,
+        each timed as its own request's ``inference``). An override that serves several requests in
+        one call marks its stages with ``request_log.stage``: each request is charged the call."""
+        records = request_log.current()
         results: list = []
-        for item in items:
+        for i, item in enumerate(items):
+            mine = [records[i]] if len(records) == len(items) else records
             try:
-                results.append(self.infer(item))
+                with request_log.serving(mine), request_log.stage("inference"):
+                    results.append(self.infer(item))
             except Exception as exc:  # noqa: BLE001 - reported per request by handle()
                 results.append(exc)
         return results
 
     # ------------------------------------------------------------------ batch driver
     def handle(self, data: list, context: Any) -> list:
-        """TorchServe entry point: serve a batch; returns one JSON string per request."""
+        """TorchServe entry point: serve a batch; returns one JSON string per request and writes
+        one request line per request."""
         self.context = context
         started = time.perf_counter()
         data = list(data or [])
+        records = [request_log.RequestRecord(self.model_name, self.operation, started, len(data)) for _ in data]
         responses: list = [None] * len(data)
         parsed: list[tuple[int, Any]] = []
         ignored: dict[int, list[str]] = {}
         for idx, row in enumerate(data):
             try:
-                request = Request.from_row(row, idx, self.limits)
-                parsed.append((idx, self.parse(request)))
+                with request_log.serving([records[idx]]), request_log.stage("preprocess"):
+                    request = Request.from_row(row, idx, self.limits)
+                    parsed.append((idx, self.parse(request)))
                 if request.ignored_args:
                     ignored[idx] = request.ignored_args
             except Exception as exc:  # noqa: BLE001
-                responses[idx] = self._error(context, idx, exc)
+                responses[idx] = self._error(context, idx, exc, records[idx])
         if parsed:
-            try:
-                with torch.inference_mode():
-                    results = self.infer_batch([item for _, item in parsed])
-                if len(results) != len(parsed):
-                    raise RuntimeError(f"infer_batch returned {len(results)} results for {len(parsed)} requests")
-            except Exception as exc:  # noqa: BLE001 - the whole sub-batch failed
-                results = [exc] * len(parsed)
+            results = self._serve([item for _, item in parsed], [records[idx] for idx, _ in parsed])
             for (idx, _), result in zip(parsed, results):
                 if isinstance(result, BaseException):
-                    responses[idx] = self._error(context, idx, result)
+                    responses[idx] = self._error(context, idx, result, records[idx])
                 else:
                     if idx in ignored and isinstance(result, dict):
                         result = {**result, "ignored_args": ignored[idx]}
                     responses[idx] = self._ok(context, idx, result)
+        request_log.emit(records)
         metrics = getattr(context, "metrics", None)
         if metrics is not None:
             try:
@@ -150,6 +167,17 @@ class ServingHandler(BaseHandler):
             except Exception:  # noqa: BLE001 - metrics must never fail a request
                 logger.debug("could not record HandlerTime", exc_info=True)
         return responses
+
+    def _serve(self, items: list, records: list) -> list:
+        """One result (dict or exception) per parsed item, from ``infer_batch``."""
+        try:
+            with torch.inference_mode(), request_log.serving(records):
+                results = self.infer_batch(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"infer_batch returned {len(results)} results for {len(items)} requests")
+        except Exception as exc:  # noqa: BLE001 - the whole sub-batch failed
+            results = [exc] * len(items)
+        return results
 
     # ------------------------------------------------------------------ responses
     @staticmethod
@@ -163,23 +191,45 @@ class ServingHandler(BaseHandler):
         self._set_content_type(context, idx)
         return result if isinstance(result, str) else json.dumps(result)
 
-    def _error(self, context: Any, idx: int, exc: BaseException) -> str:
+    def _error(self, context: Any, idx: int, exc: BaseException, record: request_log.RequestRecord | None = None) -> str:
         if isinstance(exc, RequestError):
+            # no log line of its own: the request line carries the code and the message, escaped
             status, code, message = exc.status, exc.code, exc.message
-            logger.info("request %d rejected: %s: %s", idx, code, message)
         elif isinstance(exc, torch.cuda.OutOfMemoryError) or (
             isinstance(exc, RuntimeError) and "out of memory" in str(exc)
         ):
             status, code, message = 507, OUT_OF_RESOURCES, "out of GPU/CPU memory; retry with a smaller image"
-            logger.error("request %d: out of memory", idx, exc_info=exc)
+            logger.error("request %d: out of memory%s", idx, _indented_traceback(exc))
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         else:
             status, code, message = 500, INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"
-            logger.error("request %d failed", idx, exc_info=exc)
+            logger.error("request %d failed%s", idx, _indented_traceback(exc))
+        if record is not None:
+            record.fail(status, code, message)
         try:
             context.set_response_status(code=status, phrase=_phrase(message), idx=idx)
         except Exception:  # noqa: BLE001
             logger.warning("could not set the response status", exc_info=True)
         self._set_content_type(context, idx)
         return error_body(code, message)
+
+
+def _indented_traceback(exc: BaseException) -> str:
+    """The traceback, each of its lines indented: TorchServe logs every line of a worker's output as
+    an event of its own, and an exception's text can hold a request's data; indented, no line of it
+    can pass for a request line (those start with ``{``)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(f"\n    {line}" for line in text.splitlines())
+
+
+def _model_name(manifest: Any, context: Any, fallback: str) -> str:
+    """The archive's model name (its manifest's ``modelName``: what the packager named it), not the
+    name SageMaker registers the archive under (a digest per archive)."""
+    try:
+        name = manifest["model"]["modelName"]
+        if isinstance(name, str) and name:
+            return name
+    except (KeyError, TypeError):
+        pass
+    return getattr(context, "model_name", None) or fallback

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import pixels
+from . import pixels, request_log
 from .errors import (
     EMPTY_MASK,
     IMAGE_TOO_LARGE,
@@ -53,7 +53,13 @@ class ImageLimits:
 
 def b64decode_field(value: object, field: str, limits: ImageLimits | None = None) -> bytes:
     """Decode a base64 string field (an optional ``data:image/...;base64,`` prefix and
-    whitespace/newlines are tolerated). Raises ``invalid_base64`` / ``invalid_field``."""
+    whitespace/newlines are tolerated). Raises ``invalid_base64`` / ``invalid_field``. Timed as the
+    request line's ``decode`` stage."""
+    with request_log.stage("decode"):
+        return _b64decode_field(value, field, limits)
+
+
+def _b64decode_field(value: object, field: str, limits: ImageLimits | None) -> bytes:
     limits = limits or ImageLimits()
     if isinstance(value, (bytes, bytearray)):
         try:
@@ -85,6 +91,13 @@ def _check_size(actual: tuple[int, int], size: tuple[int, int], field: str) -> N
 
 def decode_image(data: bytes, field: str = "image", limits: ImageLimits | None = None,
                  mode: str | None = None, size: tuple[int, int] | None = None) -> Image.Image:
+    """:func:`_decode_image`, timed as the request line's ``decode`` stage."""
+    with request_log.stage("decode"):
+        return _decode_image(data, field, limits, mode, size)
+
+
+def _decode_image(data: bytes, field: str = "image", limits: ImageLimits | None = None,
+                  mode: str | None = None, size: tuple[int, int] | None = None) -> Image.Image:
     """Decode PNG/JPEG/WebP bytes into a loaded PIL image in display orientation.
 
     ``mode``: None = 8-bit ``RGB``, or ``RGBA`` when the image has transparency (what outputs are
@@ -158,12 +171,18 @@ def to_pil(image: "Image.Image | np.ndarray") -> Image.Image:
 
 
 def encode_png(image: "Image.Image | np.ndarray", compress_level: int = 3) -> bytes:
-    """PNG bytes of an image or array (bool masks become 0/255 single-channel PNGs)."""
-    buf = io.BytesIO()
-    to_pil(image).save(buf, format="PNG", compress_level=compress_level)
+    """PNG bytes of an image or array (bool masks become 0/255 single-channel PNGs); timed as the
+    ``encode`` stage, its pixels counted as the request line's ``output_mpx``."""
+    with request_log.stage("encode"):
+        picture = to_pil(image)
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG", compress_level=compress_level)
+    request_log.add_pixels(output_pixels=picture.size[0] * picture.size[1])
     return buf.getvalue()
 
 
 def encode_png_b64(image: "Image.Image | np.ndarray", compress_level: int = 3) -> str:
     """Base64 (ASCII str) of :func:`encode_png`; what ``generated_image`` carries."""
-    return base64.b64encode(encode_png(image, compress_level)).decode("ascii")
+    png = encode_png(image, compress_level)
+    with request_log.stage("encode"):
+        return base64.b64encode(png).decode("ascii")

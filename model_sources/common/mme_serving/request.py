@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
+from . import request_log
 from .codec import ImageLimits, b64decode_field, decode_image, mask_from_image
 from .errors import (
     INVALID_ARGUMENT,
@@ -190,8 +191,9 @@ class Request:
 
     @classmethod
     def from_row(cls, row: Any, index: int = 0, limits: ImageLimits | None = None) -> "Request":
-        """Parse a TorchServe batch row (see :func:`parse_body`)."""
-        return cls(parse_body(row), index, limits)
+        """Parse a TorchServe batch row (see :func:`parse_body`); timed as the ``decode`` stage."""
+        with request_log.stage("decode"):
+            return cls(parse_body(row), index, limits)
 
     def has(self, field: str) -> bool:
         """True when ``field`` is present and not null."""
@@ -220,8 +222,11 @@ class Request:
 
     def image(self, field: str = "image", mode: str | None = None) -> Image.Image:
         """Decode a required base64 image field (display orientation; ``mode`` as in
-        :func:`mme_serving.codec.decode_image`: RGB, or RGBA when it has transparency)."""
-        return decode_image(self.image_bytes(field), field, self.limits, mode)
+        :func:`mme_serving.codec.decode_image`: RGB, or RGBA when it has transparency). Its pixels
+        are the request line's ``input_mpx``."""
+        image = decode_image(self.image_bytes(field), field, self.limits, mode)
+        request_log.add_pixels(input_pixels=image.size[0] * image.size[1])
+        return image
 
     def mask(self, size: tuple[int, int], field: str = "mask_image", threshold: int = 127,
              allow_empty: bool = False) -> np.ndarray:
