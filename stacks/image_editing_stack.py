@@ -18,8 +18,10 @@ from mme_constructs import (
     EndpointAlarms,
     EndpointDashboard,
     EndpointDeployment,
+    ModelAlarms,
     ModelArtifact,
     ModelBucket,
+    ModelMetrics,
     ModelPackager,
     MultiModelEndpoint,
     ServingImage,
@@ -85,6 +87,7 @@ class ImageEditingStack(Stack):
             network_isolation=settings.network_isolation,
             model_cache_enabled=settings.model_cache_enabled,
             deployment=endpoint_deployment(settings),
+            environment={"MME_LOG_PROMPTS": "true"} if settings.log_prompts else None,
             **network,
             **log_props,
         )
@@ -111,8 +114,18 @@ class ImageEditingStack(Stack):
         self.alarm_topic = self._alarm_topic(settings)
         self.alarms = EndpointAlarms(self, "Alarms", endpoint=self.endpoint, topic=self.alarm_topic,
                                      **_alarm_thresholds(settings))
+        # Per model, from the handlers' request lines in the endpoint's log group.
+        self.model_metrics = ModelMetrics(self, "ModelMetrics", endpoint=self.endpoint,
+                                          models=settings.enabled_models)
+        latency = dict(settings.model_alarm_latency_p90_ms)
+        self.model_alarms = ModelAlarms(
+            self, "ModelAlarms", model_metrics=self.model_metrics, topic=self.alarm_topic,
+            server_error_rate_percent=settings.model_alarm_5xx_error_rate_percent,
+            latency_p90={m: None if latency.get(m) is None else Duration.millis(latency[m])
+                         for m in settings.enabled_models})
         self.dashboard = EndpointDashboard(self, "Dashboard", endpoint=self.endpoint, alarms=self.alarms,
-                                           dashboard_name=settings.endpoint_name)
+                                           dashboard_name=settings.endpoint_name, model_metrics=self.model_metrics,
+                                           model_alarms=self.model_alarms)
         self._outputs()
 
     def _imported_network(self, settings: StackSettings) -> dict:
@@ -176,7 +189,9 @@ class ImageEditingStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn,
                   description="SNS topic the alarms notify (ALARM and OK); subscribe on-call here")
         CfnOutput(self, "EndpointLogGroupName", value=self.endpoint.log_group.log_group_name,
-                  description="Container logs of the endpoint (TorchServe and the handlers)")
+                  description="Container logs of the endpoint (TorchServe and the handlers' request lines)")
+        CfnOutput(self, "ModelMetricsNamespace", value=self.model_metrics.namespace,
+                  description="CloudWatch namespace of the per-model metrics (dimension Model)")
 
 
 def serving_image_cuda_build() -> CudaBuild:

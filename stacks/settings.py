@@ -25,7 +25,7 @@ from mme_constructs.instance_types import (
 from mme_constructs.model_store import archive_writer_arn_error
 from mme_constructs.packager.key_prefix import checked_key_prefix
 
-from mme.models import MODELS
+from mme.models import LATENCY_ALARM_P90_MS, MODELS
 from mme.stack_outputs import default_target_model_parameter_prefix
 
 
@@ -77,6 +77,11 @@ class StackSettings:
     #: SSM prefix of the TargetModel parameters; "" = /<endpoint name>/target-model, "off" = none
     target_model_parameter_prefix: str = ""
     retired_archive_expiration_days: int = 14
+    #: per-model alarms: the 5xx % (None: off) and each model's latency p90 in ms (None: off)
+    model_alarm_5xx_error_rate_percent: float | None = 5.0
+    model_alarm_latency_p90_ms: tuple[tuple[str, float | None], ...] = tuple(LATENCY_ALARM_P90_MS.items())
+    #: write SD's prompts into the request lines (they can be personal data: off by default)
+    log_prompts: bool = False
 
     @property
     def gpu_instance_type(self) -> GpuInstanceType:
@@ -126,6 +131,9 @@ CONTEXT_KEYS = {
     "deploymentBakeMinutes": "deployment_bake_minutes",
     "targetModelParameterPrefix": "target_model_parameter_prefix",
     "retiredArchiveExpirationDays": "retired_archive_expiration_days",
+    "modelAlarm5xxErrorRatePercent": "model_alarm_5xx_error_rate_percent",
+    "modelAlarmLatencyP90Ms": "model_alarm_latency_p90_ms",
+    "logPrompts": "log_prompts",
 }
 
 #: ``deployment`` values: the stack's choice by instance count, one of the guardrail policies of
@@ -265,7 +273,7 @@ def settings_from_context(get: Callable[[str], Any]) -> StackSettings:
     raw = {key: get(key) for key in (*CONTEXT_KEYS, *ALARM_THRESHOLDS)}
     given = {key: value for key, value in raw.items() if value is not None}
     values = {**_endpoint_values(given), **_scaling_values(given), **_network_values(given),
-              **_operations_values(given), **_rollout_values(given)}
+              **_operations_values(given), **_rollout_values(given), **_model_alarm_values(given)}
     settings = StackSettings(**values)  # the dataclass defaults fill in what the context leaves out
     _check_relations(settings)
     return settings
@@ -417,6 +425,40 @@ def _rollout_values(given: dict[str, Any]) -> dict[str, Any]:
         values["retired_archive_expiration_days"] = _int("retiredArchiveExpirationDays",
                                                          given["retiredArchiveExpirationDays"], 1)
     return values
+
+
+def _model_alarm_values(given: dict[str, Any]) -> dict[str, Any]:
+    """Per-model alarms (``off`` leaves one out) and whether prompts are logged."""
+    values: dict[str, Any] = {}
+    if "modelAlarm5xxErrorRatePercent" in given:
+        values["model_alarm_5xx_error_rate_percent"] = _threshold(
+            "modelAlarm5xxErrorRatePercent", given["modelAlarm5xxErrorRatePercent"], "percent", 0, 100)
+    if "modelAlarmLatencyP90Ms" in given:
+        values["model_alarm_latency_p90_ms"] = _model_latencies(given["modelAlarmLatencyP90Ms"])
+    if "logPrompts" in given:
+        values["log_prompts"] = _bool("logPrompts", given["logPrompts"])
+    return values
+
+
+def _model_latencies(value: Any) -> tuple[tuple[str, float | None], ...]:
+    """``modelAlarmLatencyP90Ms``: ``off`` (no latency alarms), or an object ``{model: ms or "off"}``
+    (JSON from ``-c``) over the defaults of ``mme.models.LATENCY_ALARM_P90_MS``."""
+    key = "modelAlarmLatencyP90Ms"
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return tuple((m, None) for m in LATENCY_ALARM_P90_MS)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"context {key}: 'off' or a JSON object like {{\"sam\": 2000}} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"context {key}: 'off' or an object of model -> milliseconds, got {value!r}")
+    unknown = sorted(set(value) - set(MODELS))
+    if unknown:
+        raise SettingsError(f"context {key}: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})")
+    merged = dict(LATENCY_ALARM_P90_MS)
+    merged.update({m: _threshold(f"{key}.{m}", v, "ms", 0, 3_600_000) for m, v in value.items()})
+    return tuple(merged.items())
 
 
 def _threshold(key: str, value: Any, unit: str, low: float, high: float) -> float | None:

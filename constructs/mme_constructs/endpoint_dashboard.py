@@ -45,7 +45,10 @@ class EndpointDashboard(Construct):
     10. *GPU utilization and GPU memory*: ``GPUUtilization``, ``GPUMemoryUtilization`` (Average and
         Maximum over instances), in % of the instance's one GPU;
     11. *CPU, memory and disk*: ``MemoryUtilization``, ``DiskUtilization`` (Maximum), and
-        ``CPUUtilization`` (Average, summed over vCPUs) on the right axis.
+        ``CPUUtilization`` (Average, summed over vCPUs) on the right axis;
+    12. with ``model_metrics``, a row per model (:meth:`ModelMetrics.dashboard_rows`): requests
+        and errors, latency p50/p90/p99, where the time goes (the stages), cache hit ratio and
+        input size; and the per-model alarms in the header with ``model_alarms``.
 
     Props (keyword):
 
@@ -57,6 +60,9 @@ class EndpointDashboard(Construct):
     * ``default_interval``: default 3 hours, the time range the dashboard opens with.
     * ``min_instance_count`` / ``max_instance_count``: lines on the instance widget; default the
       endpoint's autoscaling bounds (literal numbers only).
+    * ``model_metrics``: a :class:`~mme_constructs.model_metrics.ModelMetrics` of the same endpoint:
+      a row per model; default none. ``model_alarms``: a
+      :class:`~mme_constructs.model_alarms.ModelAlarms` whose states the header shows too.
 
     Attributes: ``dashboard`` (``cloudwatch.Dashboard``), ``dashboard_name``, ``dashboard_url``
     (the CloudWatch console link, for the stack's partition and region), ``endpoint``.
@@ -65,8 +71,12 @@ class EndpointDashboard(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, endpoint: MultiModelEndpointBase,
                  dashboard_name: str | None = None, alarms: EndpointAlarms | None = None,
                  period: Duration = Duration.minutes(1), default_interval: Duration = Duration.hours(3),
-                 min_instance_count: int | None = None, max_instance_count: int | None = None) -> None:
+                 min_instance_count: int | None = None, max_instance_count: int | None = None,
+                 model_metrics=None, model_alarms=None) -> None:
         _check_props(construct_id, dashboard_name, period)
+        if model_metrics is not None and model_metrics.endpoint is not endpoint:
+            raise ValueError(f"EndpointDashboard {construct_id}: model_metrics: {model_metrics.node.path} is of "
+                             "another endpoint")
         super().__init__(scope, construct_id)
         self.endpoint = endpoint
         self._period = period
@@ -74,7 +84,8 @@ class EndpointDashboard(Construct):
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=dashboard_name, default_interval=default_interval,
             period_override=cloudwatch.PeriodOverride.AUTO)
-        self.dashboard.add_widgets(*self._header(alarms))
+        self.model_metrics = model_metrics
+        self.dashboard.add_widgets(*self._header(alarms, model_alarms))
         self.dashboard.add_widgets(self._requests(), _RenderedAtSynth(12, 6, self._instances))
         self.dashboard.add_widgets(
             self._milliseconds("Model latency: time in the container (ms)", endpoint.metric_model_latency, "model"),
@@ -85,6 +96,9 @@ class EndpointDashboard(Construct):
             self._milliseconds("Waiting for a model to load (ms)", endpoint.metric_model_loading_wait_time, "wait"),
             self._model_loads(), self._loaded_models())
         self.dashboard.add_widgets(self._gpus(), self._host())
+        if model_metrics is not None:
+            for row in model_metrics.dashboard_rows(period):
+                self.dashboard.add_widgets(*row)
 
     @property
     def dashboard_name(self) -> str:
@@ -99,17 +113,23 @@ class EndpointDashboard(Construct):
 
     # --- widgets ---------------------------------------------------------------------------
 
-    def _header(self, alarms: EndpointAlarms | None) -> list[cloudwatch.IWidget]:
+    def _header(self, alarms: EndpointAlarms | None, model_alarms) -> list[cloudwatch.IWidget]:
         e = self.endpoint
         instance = e.gpu_instance_type.name if e.gpu_instance_type else "instance type not given"
+        models = ("SageMaker's metrics mix every model's requests: the rows per model at the bottom tell them apart."
+                  if self.model_metrics is not None else
+                  "SageMaker's metrics mix every model's requests: a slow model shows in the endpoint's log group.")
         text = (f"# Multi-model endpoint {e.endpoint_name}\n"
                 f"Variant `{e.variant_name}` on {instance}. Times in milliseconds; GPU utilization and memory "
-                "are % of the instance's one GPU, CPU utilization is summed over its vCPUs. Per-model metrics do not exist: a slow model shows "
-                "in the endpoint's log group.")
+                f"are % of the instance's one GPU, CPU utilization is summed over its vCPUs. {models}")
         widgets: list[cloudwatch.IWidget] = [cloudwatch.TextWidget(markdown=text, width=24, height=2)]
-        if alarms is not None:  # rendered at synth: alarms added later (InstancesAtMax) are listed too
+
+        def alarm_list() -> list:
+            return [*(alarms.alarm_list if alarms else []), *(model_alarms.alarm_list if model_alarms else [])]
+
+        if alarms is not None or model_alarms is not None:  # rendered at synth: alarms added later are listed too
             widgets.append(_RenderedAtSynth(24, 3, lambda: cloudwatch.AlarmStatusWidget(
-                alarms=alarms.alarm_list, title="Alarms", width=24, height=3) if alarms.alarm_list else None))
+                alarms=alarm_list(), title="Alarms", width=24, height=3) if alarm_list() else None))
         return widgets
 
     def _requests(self) -> cloudwatch.GraphWidget:

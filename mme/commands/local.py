@@ -62,7 +62,9 @@ def _add_down(actions) -> None:
 def _add_status(actions) -> None:
     p = actions.add_parser("status", help="is the local endpoint running, where, what is loaded (size, hits)",
                            description="Show the local endpoint's state: where it listens, the memory budget, and "
-                                       "each model's TargetModel, whether it is loaded, its size and its hits. "
+                                       "each model's TargetModel, whether it is loaded, its size and its hits, "
+                                       "and per model the requests, errors and latency percentiles counted from "
+                                       "the handlers' request lines (as the endpoint's dashboard counts them). "
                                        "Exit status 0 when it runs, 1 otherwise.")
     add_state_dir(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -135,5 +137,11 @@ def _print_status(info: dict) -> None:
         counts = (f"hits {model.get('hits', 0)}, misses {model.get('misses', 0)}, loads {model.get('loads', 0)}, "
                   f"unloads {model.get('unloads', 0)}")
         print(f"  {name:5s} {model['target_model']}  {where}; {counts}")
+    if info.get("requests"):
+        from mme.local.request_stats import summary_line
+
+        print("requests, from the handlers' request lines (as the endpoint's per-model metrics count them):")
+        for name, figures in info["requests"].items():
+            print(summary_line(name, figures))
     if info.get("error"):
         print(f"warning: {info['error']}")
