@@ -77,6 +77,9 @@ class EndpointDashboard(Construct):
         if model_metrics is not None and model_metrics.endpoint is not endpoint:
             raise ValueError(f"EndpointDashboard {construct_id}: model_metrics: {model_metrics.node.path} is of "
                              "another endpoint")
+        if model_alarms is not None and model_alarms.model_metrics.endpoint is not endpoint:
+            raise ValueError(f"EndpointDashboard {construct_id}: model_alarms: {model_alarms.node.path} is of "
+                             "another endpoint")
         super().__init__(scope, construct_id)
         self.endpoint = endpoint
         self._period = period

@@ -28,8 +28,10 @@ class ModelAlarms(Construct):
 
     Why these two: a model that fails or is slow is what the runbook can act on per model (its
     errors query names the failing requests, its stage breakdown the slow stage). Refused requests
-    (4xx) are the callers' to fix and are on the dashboard, not paged; a low cache hit ratio is
-    the endpoint's ``cache-hit-ratio-low`` alarm.
+    (4xx) are the callers' to fix and are on the dashboard, not paged. A model's own cache (SAM's
+    image embeddings) missing costs one encoder run per new image, which the latency alarm sees when
+    it matters; models unloaded and loaded again are the endpoint's ``cache-hit-ratio-low`` and
+    ``model-loading-wait-p90`` alarms, and the ``Loads`` metric per model says which one.
 
     Props (keyword):
 

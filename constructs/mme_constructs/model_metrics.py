@@ -44,7 +44,7 @@ class ModelMetrics(Construct):
       ``<query_prefix>/<query>``; ``query_prefix`` default ``<endpoint name>``.
 
     One ``AWS::Logs::MetricFilter`` per metric of ``mme_constructs.request_lines.LINE_METRICS``
-    (11), each with the dimension ``Model``. Attributes: ``endpoint``, ``log_group``, ``models``,
+    (13), each with the dimension ``Model``. Attributes: ``endpoint``, ``log_group``, ``models``,
     ``namespace``, ``metric_filters`` (key -> ``logs.MetricFilter``), ``queries`` (name ->
     ``logs.CfnQueryDefinition``).
     """
@@ -114,8 +114,18 @@ class ModelMetrics(Construct):
         return self.metric("input_megapixels", model, **props)
 
     def metric_cache_hit(self, model: str, **props) -> cloudwatch.Metric:
-        """Share of served requests the model's cache answered (SAM's embeddings), Average."""
+        """Share of the requests that reached the model which its own cache answered (SAM's image
+        embeddings), Average."""
         return self.metric("cache_hit", model, **props)
+
+    def metric_loads(self, model: str, **props) -> cloudwatch.Metric:
+        """Times the model was loaded into a worker, Sum: a model loaded again and again is being
+        unloaded for others (thrashing)."""
+        return self.metric("loads", model, **props)
+
+    def metric_load_time(self, model: str, **props) -> cloudwatch.Metric:
+        """Seconds the handler took to load the model, Average."""
+        return self.metric("load_time", model, **props)
 
     def metric_server_error_rate(self, model: str, *, period: Duration = Duration.minutes(5),
                                  min_requests: int = 1) -> cloudwatch.MathExpression:
@@ -141,10 +151,11 @@ class ModelMetrics(Construct):
 
     def _requests(self, model: str, period: Duration) -> cloudwatch.GraphWidget:
         return cloudwatch.GraphWidget(
-            title=f"{model}: requests and errors", width=6,
+            title=f"{model}: requests, errors and loads", width=6,
             left=[self.metric_requests(model, period=period, label="requests")],
             right=[self.metric_client_errors(model, period=period, label="4xx"),
-                   self.metric_server_errors(model, period=period, label="5xx")],
+                   self.metric_server_errors(model, period=period, label="5xx"),
+                   self.metric_loads(model, period=period, label="loads")],
             left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
             right_y_axis=cloudwatch.YAxisProps(min=0, show_units=False))
 

@@ -1,4 +1,4 @@
-"""The request lines a serving container writes, as the per-model metrics read them: the metric filters
+"""The request (and load) lines a serving container writes, as the per-model metrics read them: the metric filters
 (CloudWatch Logs filter syntax), the Logs Insights queries, and the line format they expect.
 
 A container's handlers write one JSON log event per request to the endpoint's log group (this
@@ -12,6 +12,8 @@ handler may write the same format). Format version 1, the fields these definitio
               ``encode`` (milliseconds)
 ``input_mpx`` megapixels of the input image (``null`` when there was none)
 ``cache_hit`` ``1`` / ``0`` when the model has a cache (SAM's image embeddings), else ``null``
+
+and one load line per model load: ``{"event":"mme.load","v":1,"model":"sam","device":"cuda","seconds":1.8}``.
 
 Filter patterns use only the JSON syntax's comparisons of quoted strings and numbers, at most two
 joined by ``&&`` (what the evaluator the tests run them through supports); a comparison with a
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 
 #: ``event`` of a request line, and the format version the definitions below read.
 REQUEST_EVENT = "mme.request"
+#: ``event`` of the line a handler writes when its model is loaded: ``model``, ``device``, ``seconds``.
+LOAD_EVENT = "mme.load"
 FORMAT_VERSION = 1
 #: The stages of ``ms``, in the order a request goes through them.
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
@@ -75,6 +79,10 @@ LINE_METRICS: dict[str, LineMetric] = {
     **{f"{stage}_time": _stage(stage) for stage in STAGES},
     "input_megapixels": LineMetric("InputMegapixels", _pattern(f"{_IS_REQUEST} && $.input_mpx > 0"), "$.input_mpx",
                                    "NONE", "Average", "Megapixels of the input images"),
+    "loads": LineMetric("Loads", _pattern(f'$.event = "{LOAD_EVENT}"'), "1", "COUNT", "Sum",
+                        "Times the model was loaded into a worker (after an unload, a new instance, a restart)"),
+    "load_time": LineMetric("LoadTime", _pattern(f'$.event = "{LOAD_EVENT}"'), "$.seconds", "SECONDS", "Average",
+                            "Seconds the handler took to load the model (after SageMaker's download and unpack)"),
     "cache_hit": LineMetric("CacheHit", _pattern(f"{_IS_REQUEST} && $.cache_hit >= 0"), "$.cache_hit",
                             "NONE", "Average",
                             "1 when the model's cache held the request's entry (SAM: the image embedding); "
@@ -105,6 +113,10 @@ INSIGHTS_QUERIES: dict[str, str] = {
         "| stats count(*) as requests, latest(message) as last_message, latest(@timestamp) as last_seen "
         "by model, outcome, error",
         "| sort requests desc",
+    ]),
+    "model-loads": "\n".join([
+        f'filter event = "{LOAD_EVENT}"',
+        "| stats count(*) as loads, avg(seconds) as avg_load_s, max(seconds) as max_load_s by bin(15m), model",
     ]),
     "loads-and-unloads": "\n".join([
         "fields @timestamp, @message",

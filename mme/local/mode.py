@@ -287,6 +287,6 @@ def _request_figures(server) -> dict:
     """Per-model figures from the handlers' request lines in the server's output (as the endpoint's
     per-model metrics count them); empty when the output cannot be read."""
     try:
-        return request_stats.per_model(request_stats.request_lines(server.container_logs()))
+        return request_stats.from_output(server.container_logs())
     except Exception:  # noqa: BLE001 - status reports what it can
         return {}

@@ -16,36 +16,49 @@ import json
 import math
 from collections.abc import Iterable
 
-from mme_constructs.request_lines import REQUEST_EVENT, STAGES
+from mme_constructs.request_lines import LOAD_EVENT, REQUEST_EVENT, STAGES
 
-_PREFIX = '{"event":"' + REQUEST_EVENT + '"'
 PERCENTILES = (50, 90, 99)
 
 
-def request_lines(text: str) -> list[dict]:
-    """The request lines in ``text`` (a server's console output), parsed; other lines are skipped."""
+def request_lines(text: str, event: str = REQUEST_EVENT) -> list[dict]:
+    """The lines of ``event`` (request lines by default, or ``LOAD_EVENT``) in ``text`` (a server's
+    console output), parsed; other lines are skipped."""
+    prefix = '{"event":"' + event + '"'
     found = []
     for raw in text.splitlines():
         line = raw.strip()
-        if not line.startswith(_PREFIX):
+        if not line.startswith(prefix):
             continue
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("event") == REQUEST_EVENT and isinstance(record.get("model"), str):
+        if isinstance(record, dict) and record.get("event") == event and isinstance(record.get("model"), str):
             found.append(record)
     return found
 
 
-def per_model(lines: Iterable[dict]) -> dict[str, dict]:
+def from_output(text: str) -> dict[str, dict]:
+    """:func:`per_model` of the request and load lines in a server's console output."""
+    return per_model(request_lines(text), request_lines(text, LOAD_EVENT))
+
+
+def per_model(lines: Iterable[dict], loads: Iterable[dict] = ()) -> dict[str, dict]:
     """``{model: figures}``: ``requests``, ``ok``, ``4xx``, ``5xx``, ``latency_ms`` (p50/p90/p99 of served
-    requests, ``None`` without any), ``stages_ms`` (mean per stage), ``cache_hit_ratio`` and
-    ``input_megapixels`` (means; ``None`` when no line has the field)."""
+    requests, ``None`` without any), ``stages_ms`` (mean per stage of served requests),
+    ``cache_hit_ratio`` (of the requests that reached the model's cache) and ``input_megapixels``
+    (means; ``None`` when no line has the field); from the load lines ``loads`` and
+    ``load_seconds`` (mean)."""
     grouped: dict[str, list[dict]] = {}
     for line in lines:
         grouped.setdefault(line["model"], []).append(line)
-    return {model: _figures(group) for model, group in sorted(grouped.items())}
+    loaded: dict[str, list[dict]] = {}
+    for line in loads:
+        loaded.setdefault(line["model"], []).append(line)
+    return {model: {**_figures(grouped.get(model, [])), "loads": len(loaded.get(model, [])),
+                    "load_seconds": _mean(line.get("seconds") for line in loaded.get(model, []))}
+            for model in sorted({*grouped, *loaded})}
 
 
 def _figures(group: list[dict]) -> dict:
@@ -59,7 +72,7 @@ def _figures(group: list[dict]) -> dict:
         "5xx": sum(line.get("outcome") == "5xx" for line in group),
         "latency_ms": {f"p{p}": _nearest_rank(totals, p) for p in PERCENTILES} if totals else None,
         "stages_ms": {stage: _mean(line.get("ms", {}).get(stage) for line in served) for stage in STAGES},
-        "cache_hit_ratio": _mean(line.get("cache_hit") for line in served),
+        "cache_hit_ratio": _mean(line.get("cache_hit") for line in group),
         "input_megapixels": _mean(line.get("input_mpx") for line in group if (line.get("input_mpx") or 0) > 0),
     }
 
@@ -87,5 +100,7 @@ def summary_line(model: str, figures: dict) -> str:
               if latency else "no served request")
     stages = ", ".join(f"{stage} {ms:.0f}" for stage, ms in figures["stages_ms"].items() if ms)
     extra = f"; cache hits {figures['cache_hit_ratio']:.0%}" if figures["cache_hit_ratio"] is not None else ""
+    if figures.get("loads"):
+        extra += f"; loaded {figures['loads']}x ({figures['load_seconds']:.1f} s on average)"
     return (f"  {model:5s} requests {figures['requests']} (ok {figures['ok']}, 4xx {figures['4xx']}, "
             f"5xx {figures['5xx']}); {timing}" + (f" ({stages} ms)" if stages else "") + extra)

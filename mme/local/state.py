@@ -9,7 +9,7 @@ State directory (one local endpoint per user): ``--state-dir``, else ``$MME_STAT
     endpoint_token    the local endpoint's bearer token (readable by its owner only)
     endpoint.json     the endpoint's URL and pid (written by the endpoint once it listens)
     server/           the container's working dir: config.properties (venv), key_file.json (the
-                      TorchServe API keys), logs/ (ts_log.log, model_log.log, endpoint.log), tmp/,
+                      TorchServe API keys), logs/ (torchserve.out: TorchServe's console, endpoint.log), tmp/,
                       local_server.json or image_container.json (how to reach and stop it)
     artifacts/        the packaged archives (the endpoint's model prefix, ``ModelDataUrl``)
     models/           archives unpacked for TorchServe: ``models/<model_name>/model`` (mounted at

@@ -83,8 +83,9 @@ class LocalServer:
 
     @property
     def console_log(self) -> Path:
-        """TorchServe's stdout and stderr: with ``container/log4j2.xml`` its whole log, the request
-        lines of the handlers included."""
+        """TorchServe's stdout and stderr since its last start (the previous start's is
+        ``torchserve.out.1``): with ``container/log4j2.xml`` its whole log, the request lines of the
+        handlers included."""
         return self.log_dir / "torchserve.out"
 
     @property
@@ -120,6 +121,8 @@ class LocalServer:
                       ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
         config_path = self.workdir / "config.properties"
         config_path.write_text(self._properties())
+        if self.console_log.is_file() and self.console_log.stat().st_size:  # this start's output on its own
+            self.console_log.replace(self.console_log.with_name(self.console_log.name + ".1"))
         stdout = open(self.console_log, "ab")
         try:
             self.process = subprocess.Popen(self._command(config_path), cwd=self.workdir, env=self._environment(),

@@ -18,7 +18,7 @@ from container_cases import BAD_REQUESTS, jpeg_b64, mask, photo, sample_payload
 
 from mme.local.emulator import opaque_model_name, unpack
 from mme.local.request_stats import request_lines
-from mme_constructs.request_lines import LINE_METRICS, REQUEST_EVENT
+from mme_constructs.request_lines import LINE_METRICS, LOAD_EVENT, REQUEST_EVENT
 
 #: what a hostile client puts into a prompt, an image field or a header: a line break followed by a
 #: forged request line, quotes, backslashes, a Unicode line separator and control characters
@@ -46,14 +46,16 @@ def requests_for(model: str) -> list[tuple[bytes, str, int, str | None]]:
     return cases
 
 
-def exercise(container, model: str, archive: dict, models_root: Path) -> tuple[list[dict], list, list[str]]:
+def exercise(container, model: str, archive: dict, models_root: Path) -> tuple[list[dict], list, list[str], list]:
     """Load ``model`` the SageMaker way, send :func:`requests_for`, unload it. Returns the request lines
-    written meanwhile, the cases, and the raw console lines that look like request lines."""
+    written meanwhile, the cases, the raw console lines that look like request lines, and the load
+    lines written meanwhile."""
     target = archive["target_model"]
     name = "lines-" + opaque_model_name(target)[:12]
     url = models_root / name / "model"
     unpack(archive["artifact"], url)
     before = len(request_lines(container.container_logs()))
+    loads_before = len(request_lines(container.container_logs(), LOAD_EVENT))
     cases = requests_for(model)
     status, body = container.load_model(name, url)
     assert status == 200, body
@@ -66,8 +68,9 @@ def exercise(container, model: str, archive: dict, models_root: Path) -> tuple[l
     finally:
         container.unload_model(name)
     lines = _wait_for_lines(container, before + len(cases))[before:]
-    raw = [line for line in container.container_logs().splitlines() if line.lstrip().startswith('{"event"')]
-    return lines, cases, raw
+    console = container.container_logs()
+    raw = [line for line in console.splitlines() if line.lstrip().startswith('{"event"')]
+    return lines, cases, raw, request_lines(console, LOAD_EVENT)[loads_before:]
 
 
 def _wait_for_lines(container, count: int, timeout: float = 15.0) -> list[dict]:
@@ -80,8 +83,11 @@ def _wait_for_lines(container, count: int, timeout: float = 15.0) -> list[dict]:
         time.sleep(0.2)
 
 
-def check_lines(model: str, lines: list[dict], cases: list, raw: list[str]) -> None:
-    """One well-formed line per request, in order, with the fields the metrics read; nothing forged."""
+def check_lines(model: str, lines: list[dict], cases: list, raw: list[str], loads: list[dict]) -> None:
+    """One well-formed line per request, in order, with the fields the metrics read; one load line for
+    the one load; nothing forged."""
+    assert [(line["model"], line["v"]) for line in loads] == [(model, 1)]
+    assert loads[0]["seconds"] > 0 and loads[0]["device"] in ("cpu", "cuda", "cuda:0")
     assert len(lines) == len(cases), [line.get("error") for line in lines]
     for line, (_, _, expected, code) in zip(lines, cases):
         assert line["event"] == REQUEST_EVENT and line["v"] == 1 and line["model"] == model
@@ -108,7 +114,7 @@ def check_lines(model: str, lines: list[dict], cases: list, raw: list[str]) -> N
     assert "teddy" not in text and "a cat" not in text  # no prompt without log_prompts
     # the forged line never stands on its own: every request line on the console is a genuine one
     assert not [r for r in raw if FORGED in r and not r.startswith('{"event":"mme.request","v":1,"model":"' + model)]
-    assert all(json.loads(r)["event"] == REQUEST_EVENT for r in raw if r.startswith('{"event":"mme.request"'))
+    assert {json.loads(r)["event"] for r in raw} <= {REQUEST_EVENT, LOAD_EVENT}
 
 
 # --- the metric filters, evaluated apart from this project ---------------------------------------

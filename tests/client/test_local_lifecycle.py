@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import psutil
@@ -85,6 +86,18 @@ def test_up_twice_then_down_leaves_nothing(tmp_path, state, run_mme, mme_env):
     assert (sam["state"], sam["loads"], sam["unloads"], sam["hits"] + sam["misses"]) == ("unloaded", 1, 1, 1)
     assert (lama["state"], lama["loads"], lama["unloads"]) == ("loaded", 1, 0)
     assert lama["size_bytes"] == info["used_bytes"] > 0 and lama["worker_pids"] == [workers(state)[0].pid]
+    # per model, from the handlers' request lines in TorchServe's console (as the dashboard counts them)
+    deadline = time.monotonic() + 10
+    while set(info.get("requests", {})) != {"sam", "lama"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+        info = json.loads(run_mme("local", "status", "--json", "--state-dir", state).stdout)
+    for model in ("sam", "lama"):
+        figures = info["requests"][model]
+        assert (figures["requests"], figures["ok"], figures["4xx"], figures["5xx"]) == (1, 1, 0, 0)
+        assert 0 < figures["latency_ms"]["p50"] == figures["latency_ms"]["p99"]
+    assert info["requests"]["sam"]["cache_hit_ratio"] == 0 and info["requests"]["lama"]["cache_hit_ratio"] is None
+    text = run_mme("local", "status", "--state-dir", state).stdout
+    assert "requests, from the handlers' request lines" in text and "  lama  requests 1 (ok 1, 4xx 0, 5xx 0)" in text
     everything = {p.pid for p in processes_mentioning(str(state))}
 
     down = run_mme("local", "down", "--state-dir", state)

@@ -30,7 +30,10 @@ def test_one_line_per_request_refused_and_hostile_ones_included(captured, model)
 
 def test_the_metric_filters_count_the_lines_real_handlers_write(captured):
     lines = [line for model in MODELS for line in captured[model][0]]
-    data = filtered(lines)
+    loads = [line for model in MODELS for line in captured[model][3]]
+    data = filtered(lines + loads)
+    assert {m: len(v) for m, v in data["loads"].items()} == {m: 1 for m in MODELS}
+    assert all(v[0] > 0 for v in data["load_time"].values())
     cases = {model: captured[model][1] for model in MODELS}
     served = {m: sum(1 for c in cases[m] if c[2] == 2) for m in MODELS}
     refused = {m: sum(1 for c in cases[m] if c[2] == 4) for m in MODELS}
@@ -52,12 +55,14 @@ def test_local_status_figures_are_the_filters_figures(captured, sagemaker_contai
     from mme.local.request_stats import _nearest_rank
 
     lines = [line for model in MODELS for line in captured[model][0]]
-    figures = per_model(lines)
-    data = filtered(lines)
+    loads = [line for model in MODELS for line in captured[model][3]]
+    figures = per_model(lines, loads)
+    data = filtered(lines + loads)
     for model in MODELS:
         f = figures[model]
         assert f["requests"] == len(data["requests"][model])
         assert f["4xx"] == len(data["client_errors"][model]) and f["5xx"] == 0
+        assert f["loads"] == len(data["loads"][model]) and f["load_seconds"] == round(data["load_time"][model][0], 3)
         latencies = sorted(data["latency"][model])
         assert f["latency_ms"] == {f"p{p}": _nearest_rank(latencies, p) for p in (50, 90, 99)}
         for stage in STAGES:

@@ -142,3 +142,11 @@ def test_a_line_is_ascii_and_one_line_whatever_a_message_holds():
     assert text.isascii() and "\n" not in text and "\u2028" not in text
     assert json.loads(text)["message"] == 'bad "x"\n\u2028\x00{"event":"mme.request"}'
     assert json.loads(text)["ms"]["total"] == 1.0
+
+
+def test_a_load_writes_one_load_line(tiny_weights, tmp_path, capsys):
+    capsys.readouterr()
+    start_handler("lama", tmp_path, tiny_weights("lama"))
+    loads = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith('{"event":"mme.load"')]
+    assert len(loads) == 1 and (loads[0]["model"], loads[0]["device"], loads[0]["v"]) == ("test", "cpu", 1)
+    assert loads[0]["seconds"] > 0

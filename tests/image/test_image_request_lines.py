@@ -17,8 +17,9 @@ def test_one_json_line_per_request_on_the_containers_console(image_container, ti
                 for model in MODELS}
     for model in MODELS:
         check_lines(model, *captured[model])
-    data = filtered([line for model in MODELS for line in captured[model][0]])
+    data = filtered([line for model in MODELS for line in captured[model][0] + captured[model][3]])
     assert {m: len(v) for m, v in data["requests"].items()} == {m: len(captured[m][1]) for m in MODELS}
+    assert {m: len(v) for m, v in data["loads"].items()} == {m: 1 for m in MODELS}
     # everything else TorchServe says is still there, with time, level and logger
     console = image_container.container_logs()
     assert "org.pytorch.serve.wlm.ModelManager - Model " in console and " [INFO ] " in console

@@ -85,7 +85,7 @@ def test_the_dashboard_has_a_row_per_model(template):
     titles = [w["properties"].get("title") for w in widgets]
     for model in MODELS:
         assert [t for t in titles if t and t.startswith(f"{model}:")] == [
-            f"{model}: requests and errors", f"{model}: latency (ms)", f"{model}: where the time goes (ms, average)",
+            f"{model}: requests, errors and loads", f"{model}: latency (ms)", f"{model}: where the time goes (ms, average)",
             f"{model}: cache hit ratio and input size"]
     stages = next(w for w in widgets if w["properties"].get("title") == "sd: where the time goes (ms, average)")
     lines = widget_metrics(stages)

@@ -10,7 +10,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
-from mme_constructs import DOCUMENTED_METRICS
+from mme.models import MODELS
+from mme_constructs import DOCUMENTED_METRICS, LINE_METRICS
 from stacks.image_editing_stack import RETENTION
 from stacks.settings import LOG_RETENTION_DAYS
 
@@ -30,8 +31,10 @@ def bucket_key_id(template: Template) -> str:
 
 
 def alarm_by_suffix(template: Template) -> dict[str, dict]:
-    return {a["Properties"]["AlarmName"].removeprefix(f"{ENDPOINT}-"): a["Properties"]
-            for a in of_type(template, "AWS::CloudWatch::Alarm").values()}
+    """The endpoint's alarms (the per-model ones, ``<endpoint>-<model>-...``, are left out)."""
+    return {name: a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+            if not (name := a["Properties"]["AlarmName"].removeprefix(f"{ENDPOINT}-")).startswith(
+                tuple(f"{m}-" for m in MODELS))}
 
 
 def test_every_log_group_is_owned_encrypted_kept_a_year_and_removed_on_destroy(default_stack):
@@ -69,7 +72,7 @@ def test_alarms_notify_a_new_encrypted_topic_and_the_dashboard_shows_them(defaul
     (dashboard,) = of_type(t, "AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == ENDPOINT
     (status,) = [w for w in dashboard_widgets(dashboard) if w["type"] == "alarm"]
-    assert len(status["properties"]["alarms"]) == 7
+    assert len(status["properties"]["alarms"]) == 7 + 2 * len(MODELS)  # the endpoint's and two per model
 
 
 def test_operator_outputs(default_stack):
@@ -96,8 +99,11 @@ def test_every_metric_the_stack_reads_is_one_aws_documents(default_stack):
         custom = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"].get("CustomizedMetricSpecification")
         if custom:
             used.add((custom["Namespace"], custom["MetricName"]))
-    assert len(used) == 16
-    assert {(ns, name) for ns, name in used if name not in DOCUMENTED_METRICS.get(ns, ())} == set()
+    ours = {(ns, name) for ns, name in used if ns == f"MME/{ENDPOINT}"}  # the per-model metrics of the request lines
+    # every metric of the lines but LoadTime (the model-loads query shows it) is on the dashboard or an alarm
+    assert {name for _, name in ours} == {m.metric_name for m in LINE_METRICS.values()} - {"LoadTime"}
+    assert len(used - ours) == 16
+    assert {(ns, name) for ns, name in used - ours if name not in DOCUMENTED_METRICS.get(ns, ())} == set()
 
 
 def test_context_sets_topic_thresholds_retention_and_retain(synth_stack):

@@ -99,7 +99,9 @@ class ServingHandler(BaseHandler):
         started = time.perf_counter()
         weights.freeze_imported_objects()
         self.load_model()
-        logger.info("%s loaded on %s in %.2fs", type(self).__name__, self.device, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        logger.info("%s loaded on %s in %.2fs", type(self).__name__, self.device, seconds)
+        request_log.emit_load(self.model_name, str(self.device), seconds)
         self.initialized = True
 
     # ------------------------------------------------------------------ hooks

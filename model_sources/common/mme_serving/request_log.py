@@ -27,7 +27,8 @@ to the endpoint's log group. The line is one JSON object (format version 1)::
 * ``prompt`` / ``negative_prompt``: only with the handler setting ``log_prompts: true`` (or
   ``MME_LOG_PROMPTS=true`` in the container's environment); prompts can be personal data.
 
-No image data is ever written. Every string is JSON-escaped with ``ensure_ascii``: a prompt, a file
+A handler also writes one load line when its model is loaded (:func:`emit_load`). No image data
+is ever written. Every string is JSON-escaped with ``ensure_ascii``: a prompt, a file
 name or a header value with line breaks or quotes stays inside its one line, so a request cannot
 write a line of its own. Writing the line never fails a request (an error is swallowed).
 """
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 #: The ``event`` value of a request line, and the format version (``v``).
 EVENT = "mme.request"
 VERSION = 1
+#: The ``event`` of the line a handler writes once its model is loaded:
+#: ``{"event":"mme.load","v":1,"model":"sam","device":"cuda","seconds":1.84}``.
+LOAD_EVENT = "mme.load"
 #: The stages of ``ms``, in the order a request goes through them.
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
 OUTCOMES = ("ok", "4xx", "5xx")
@@ -104,6 +108,19 @@ def emit(records, stream: TextIO | None = None) -> None:
             logger.debug("could not write a request line", exc_info=True)
     with contextlib.suppress(Exception):
         out.flush()
+
+
+def emit_load(model: str, device: str, seconds: float, stream: TextIO | None = None) -> None:
+    """The load line: a model is loaded (its handler's ``initialize`` took ``seconds``). With the
+    request lines it says per model how often an endpoint loads it again (unloaded, then needed)."""
+    out = stream or sys.stdout
+    try:
+        out.write(json.dumps({"event": LOAD_EVENT, "v": VERSION, "model": model, "device": device,
+                              "seconds": round(max(0.0, seconds), 3)}, ensure_ascii=True, separators=(",", ":"),
+                             allow_nan=False) + "\n")
+        out.flush()
+    except Exception:  # noqa: BLE001 - logging never fails a load
+        logger.debug("could not write the load line", exc_info=True)
 
 
 # ---------------------------------------------------------------------- what handlers report
