@@ -132,6 +132,14 @@ def make_endpoint(stack, **kwargs):
     return MultiModelEndpoint(stack, "E", **props)
 
 
+def isolated_vpc(stack, construct_id: str = "Vpc"):
+    """A VPC of two private isolated subnets (no NAT): where a team puts an endpoint or a packager."""
+    from aws_cdk import aws_ec2 as ec2
+
+    return ec2.Vpc(stack, construct_id, max_azs=2, nat_gateways=0, subnet_configuration=[
+        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+
+
 def resources(template: dict, type_: str) -> dict:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 

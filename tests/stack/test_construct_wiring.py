@@ -18,7 +18,7 @@ from aws_cdk.assertions import Annotations, Match
 from mme_constructs import AlarmTopic, EndpointAlarms, EndpointDashboard, ModelStore
 from mme_constructs.key_policies import KEY_POLICY_WARNING
 
-from stack_helpers import dashboard_widgets, make_endpoint, resources, template_of
+from stack_helpers import dashboard_widgets, isolated_vpc, make_endpoint, resources, template_of
 
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 OTHER_KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555"
@@ -162,8 +162,7 @@ class _Produce:
 
 def test_an_endpoint_security_group_without_outbound_rules(tmp_path):
     app, stack = _stack(tmp_path)
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
-        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    vpc = isolated_vpc(stack)
     mme = make_endpoint(stack, vpc=vpc, allow_all_outbound=False)
     mme.connections.add_security_group(ec2.SecurityGroup(stack, "Extra", vpc=vpc))
     endpoints = vpc.add_interface_endpoint("Logs", service=ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS)
@@ -178,8 +177,7 @@ def test_an_endpoint_security_group_without_outbound_rules(tmp_path):
 
 def test_by_default_the_endpoint_group_allows_all_outbound(tmp_path):
     app, stack = _stack(tmp_path)
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
-        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    vpc = isolated_vpc(stack)
     make_endpoint(stack, vpc=vpc)
     app.synth()
     (group,) = resources(template_of(app, "S"), "AWS::EC2::SecurityGroup").values()

@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 
 from mme_constructs import ModelArtifact, ModelBucket, ModelPackager
 
-from stack_helpers import REPO_ROOT, resources, template_of
+from stack_helpers import REPO_ROOT, isolated_vpc, resources, template_of
 
 SOURCES = REPO_ROOT / "model_sources"
 
@@ -94,8 +94,7 @@ def test_packager_props_are_checked(tmp_path, props, message):
 def test_a_packager_without_outbound_rules(tmp_path):
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "S")
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
-        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    vpc = isolated_vpc(stack)
     packager = ModelPackager(stack, "P", model_store=ModelBucket(stack, "B").model_store, vpc=vpc,
                              allow_all_outbound=False)
     (group,) = packager.security_groups
@@ -109,8 +108,7 @@ def test_a_packager_without_outbound_rules(tmp_path):
 def test_outbound_rules_a_team_adds_to_a_packager_without_them(tmp_path):
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "S")
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
-        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    vpc = isolated_vpc(stack)
     packager = ModelPackager(stack, "P", model_store=ModelBucket(stack, "B").model_store, vpc=vpc,
                              allow_all_outbound=False)
     packager.security_groups[0].add_egress_rule(ec2.Peer.prefix_list("pl-6ea54007"), ec2.Port.tcp(443), "S3")
