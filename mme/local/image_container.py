@@ -178,8 +178,9 @@ class ImageContainer(ContainerApi, LocalServer):
             return ""
 
     def container_logs(self) -> str:
-        """What the container wrote to its console (SageMaker sends this to CloudWatch Logs)."""
-        return self.engine.logs(self.container_name, tail=100000)
+        """Everything the container wrote to its console since it started (SageMaker sends this to
+        CloudWatch Logs)."""
+        return self.engine.logs(self.container_name, tail=-1)
 
     def _write_state(self) -> None:
         state = {"engine": self.engine.name, "container": self.container_name, "pid": self.pgid,

@@ -132,6 +132,7 @@ class ContainerEngine:
         return {"running": running == "true", "pid": int(pid), "exit_code": int(code)}
 
     def logs(self, name: str, tail: int = 40) -> str:
+        """The container's console, its last ``tail`` lines (``-1``: all of it)."""
         done = self.run("logs", "--tail", str(tail), name, check=False, timeout=60)
         return (done.stdout + done.stderr).decode(errors="replace")
 

@@ -54,7 +54,7 @@ def exercise(container, model: str, archive: dict, models_root: Path) -> tuple[l
     name = "lines-" + opaque_model_name(target)[:12]
     url = models_root / name / "model"
     unpack(archive["artifact"], url)
-    before = len(request_lines(container.container_logs()))
+    before = _settled_count(container)  # lines of earlier requests may still be on their way
     loads_before = len(request_lines(container.container_logs(), LOAD_EVENT))
     cases = requests_for(model)
     status, body = container.load_model(name, url)
@@ -73,7 +73,20 @@ def exercise(container, model: str, archive: dict, models_root: Path) -> tuple[l
     return lines, cases, raw, request_lines(console, LOAD_EVENT)[loads_before:]
 
 
-def _wait_for_lines(container, count: int, timeout: float = 15.0) -> list[dict]:
+def _settled_count(container, quiet: float = 1.0, timeout: float = 15.0) -> int:
+    """The number of request lines once no new one has come for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    count = len(request_lines(container.container_logs()))
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        again = len(request_lines(container.container_logs()))
+        if again == count:
+            return count
+        count = again
+    return count
+
+
+def _wait_for_lines(container, count: int, timeout: float = 30.0) -> list[dict]:
     """TorchServe logs asynchronously: wait until ``count`` request lines are out (or the timeout)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -88,7 +101,7 @@ def check_lines(model: str, lines: list[dict], cases: list, raw: list[str], load
     the one load; nothing forged."""
     assert [(line["model"], line["v"]) for line in loads] == [(model, 1)]
     assert loads[0]["seconds"] > 0 and loads[0]["device"] in ("cpu", "cuda", "cuda:0")
-    assert len(lines) == len(cases), [line.get("error") for line in lines]
+    assert len(lines) == len(cases), ([line.get("error") for line in lines], raw[-6:])
     for line, (_, _, expected, code) in zip(lines, cases):
         assert line["event"] == REQUEST_EVENT and line["v"] == 1 and line["model"] == model
         assert line["outcome"] == ("ok" if expected == 2 else "4xx") and line["status"] // 100 == expected
