@@ -113,7 +113,7 @@ def _construct_key(model: str) -> str:
 
 
 def _check_props(construct_id: str, model_metrics: ModelMetrics, rate, min_requests: int, given: Mapping,
-                 latency: Mapping, period: Duration, evaluation_periods: int) -> list[str]:
+                 latency: Mapping, period: Duration, evaluation_periods: int) -> None:
     errors = []
     if rate is not None:
         error = number_error("server_error_rate_percent", rate, _RATE_RULE, "in (0, 100]")
@@ -132,4 +132,3 @@ def _check_props(construct_id: str, model_metrics: ModelMetrics, rate, min_reque
         errors.append("evaluation_periods must be >= 1 and period x evaluation_periods at most one day")
     if errors:
         raise ValueError(f"ModelAlarms {construct_id}: " + "; ".join(errors))
-    return errors

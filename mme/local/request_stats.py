@@ -24,24 +24,30 @@ PERCENTILES = (50, 90, 99)
 def request_lines(text: str, event: str = REQUEST_EVENT) -> list[dict]:
     """The lines of ``event`` (request lines by default, or ``LOAD_EVENT``) in ``text`` (a server's
     console output), parsed; other lines are skipped."""
-    prefix = '{"event":"' + event + '"'
-    found = []
+    return _events(text, (event,))[event]
+
+
+def from_output(text: str) -> dict[str, dict]:
+    """:func:`per_model` of the request and load lines in a server's console output (read once)."""
+    found = _events(text, (REQUEST_EVENT, LOAD_EVENT))
+    return per_model(found[REQUEST_EVENT], found[LOAD_EVENT])
+
+
+def _events(text: str, events: tuple[str, ...]) -> dict[str, list[dict]]:
+    """``{event: [parsed lines]}`` for each of ``events``, in the order they stand in ``text``."""
+    prefixes = tuple('{"event":"' + event + '"' for event in events)
+    found: dict[str, list[dict]] = {event: [] for event in events}
     for raw in text.splitlines():
         line = raw.strip()
-        if not line.startswith(prefix):
+        if not line.startswith(prefixes):
             continue
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("event") == event and isinstance(record.get("model"), str):
-            found.append(record)
+        if isinstance(record, dict) and record.get("event") in found and isinstance(record.get("model"), str):
+            found[record["event"]].append(record)
     return found
-
-
-def from_output(text: str) -> dict[str, dict]:
-    """:func:`per_model` of the request and load lines in a server's console output."""
-    return per_model(request_lines(text), request_lines(text, LOAD_EVENT))
 
 
 def per_model(lines: Iterable[dict], loads: Iterable[dict] = ()) -> dict[str, dict]:

@@ -94,8 +94,12 @@ class RequestRecord:
 
 def line_text(record: RequestRecord, now: float | None = None) -> str:
     """The record as its one line (no line break inside: every string JSON-escaped, ASCII only)."""
-    return json.dumps(record.as_dict(time.perf_counter() if now is None else now), ensure_ascii=True,
-                      separators=(",", ":"), allow_nan=False)
+    return _json_line(record.as_dict(time.perf_counter() if now is None else now))
+
+
+def _json_line(fields: dict) -> str:
+    """``fields`` as compact ASCII JSON: no line break inside, whatever a string holds."""
+    return json.dumps(fields, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
 def emit(records, stream: TextIO | None = None) -> None:
@@ -115,9 +119,8 @@ def emit_load(model: str, device: str, seconds: float, stream: TextIO | None = N
     request lines it says per model how often an endpoint loads it again (unloaded, then needed)."""
     out = stream or sys.stdout
     try:
-        out.write(json.dumps({"event": LOAD_EVENT, "v": VERSION, "model": model, "device": device,
-                              "seconds": round(max(0.0, seconds), 3)}, ensure_ascii=True, separators=(",", ":"),
-                             allow_nan=False) + "\n")
+        out.write(_json_line({"event": LOAD_EVENT, "v": VERSION, "model": model, "device": device,
+                              "seconds": round(max(0.0, seconds), 3)}) + "\n")
         out.flush()
     except Exception:  # noqa: BLE001 - logging never fails a load
         logger.debug("could not write the load line", exc_info=True)
